@@ -1,0 +1,1 @@
+"""Upstream brokers behind one interface (see base.Venue)."""

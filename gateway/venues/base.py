@@ -1,0 +1,210 @@
+"""The upstream interface every venue implements, and the bot-facing one dialects serve.
+
+``Venue`` is what the gateway calls upstream (paper engine, Alpaca over HTTP, ccxt).
+``Backend`` is what a dialect calls for an authenticated bot: the same operations plus the
+``Caller``. The gateway's risk pipeline is a Backend in front of a Venue; the standalone paper
+broker is ``DirectBackend`` in front of the paper venue. So one dialect serves both.
+
+Errors are ``gateway.errors`` exceptions; venues translate their upstream's errors into them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from decimal import Decimal
+
+from ..model import (
+    Account,
+    Asset,
+    AssetClass,
+    BulkResult,
+    Caller,
+    Clock,
+    Order,
+    OrderIntent,
+    OrderQuery,
+    OrderReplace,
+    Position,
+)
+
+
+class Venue(ABC):
+    """One upstream trading account."""
+
+    name: str = "venue"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open sessions, load markets. Called once before any other call."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions. Idempotent."""
+
+    @abstractmethod
+    async def get_account(self) -> Account: ...
+
+    @abstractmethod
+    async def list_positions(self) -> list[Position]: ...
+
+    @abstractmethod
+    async def get_position(self, symbol: str) -> Position:
+        """Raises NotFound when there is no open position in ``symbol``."""
+
+    @abstractmethod
+    async def close_position(
+        self, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None
+    ) -> Order:
+        """Market order that reduces the position by qty, by percentage, or entirely."""
+
+    @abstractmethod
+    async def close_all_positions(self, cancel_orders: bool = False) -> list[BulkResult]: ...
+
+    @abstractmethod
+    async def submit_order(self, intent: OrderIntent) -> Order:
+        """Submit. Must be idempotent on ``intent.client_order_id``: a second submit with the
+        same id returns the existing order (or raises OrderRejected), never a second order."""
+
+    @abstractmethod
+    async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
+        """Returns the new order; the old one becomes ``replaced``."""
+
+    @abstractmethod
+    async def cancel_order(self, order_id: str) -> None: ...
+
+    @abstractmethod
+    async def cancel_all_orders(self) -> list[BulkResult]: ...
+
+    @abstractmethod
+    async def get_order(self, order_id: str, nested: bool = False) -> Order: ...
+
+    @abstractmethod
+    async def get_order_by_client_id(self, client_order_id: str) -> Order: ...
+
+    @abstractmethod
+    async def list_orders(self, query: OrderQuery) -> list[Order]: ...
+
+    @abstractmethod
+    async def latest_price(self, symbol: str, asset_class: AssetClass) -> Decimal:
+        """Reference price (last trade or mark). Raises NotFound when the venue has none."""
+
+    @abstractmethod
+    async def get_clock(self) -> Clock: ...
+
+    @abstractmethod
+    async def get_asset(self, symbol: str) -> Asset:
+        """Raises NotFound for an unknown symbol."""
+
+
+class Backend(ABC):
+    """What a dialect serves to an authenticated caller."""
+
+    @abstractmethod
+    async def get_account(self, caller: Caller) -> Account: ...
+
+    @abstractmethod
+    async def list_positions(self, caller: Caller) -> list[Position]: ...
+
+    @abstractmethod
+    async def get_position(self, caller: Caller, symbol: str) -> Position: ...
+
+    @abstractmethod
+    async def close_position(
+        self, caller: Caller, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None
+    ) -> Order: ...
+
+    @abstractmethod
+    async def close_all_positions(self, caller: Caller, cancel_orders: bool = False) -> list[BulkResult]: ...
+
+    @abstractmethod
+    async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order: ...
+
+    @abstractmethod
+    async def replace_order(self, caller: Caller, order_id: str, change: OrderReplace) -> Order: ...
+
+    @abstractmethod
+    async def cancel_order(self, caller: Caller, order_id: str) -> None: ...
+
+    @abstractmethod
+    async def cancel_all_orders(self, caller: Caller) -> list[BulkResult]: ...
+
+    @abstractmethod
+    async def get_order(self, caller: Caller, order_id: str, nested: bool = False) -> Order: ...
+
+    @abstractmethod
+    async def get_order_by_client_id(self, caller: Caller, client_order_id: str) -> Order: ...
+
+    @abstractmethod
+    async def list_orders(self, caller: Caller, query: OrderQuery) -> list[Order]: ...
+
+    @abstractmethod
+    async def latest_price(self, caller: Caller, symbol: str, asset_class: AssetClass) -> Decimal: ...
+
+    @abstractmethod
+    async def get_clock(self, caller: Caller) -> Clock: ...
+
+    @abstractmethod
+    async def get_asset(self, caller: Caller, symbol: str) -> Asset: ...
+
+
+class DirectBackend(Backend):
+    """A venue served as-is, no risk checks: the standalone paper broker."""
+
+    def __init__(self, venue: Venue):
+        self.venue = venue
+
+    async def get_account(self, caller):
+        return await self.venue.get_account()
+
+    async def list_positions(self, caller):
+        return await self.venue.list_positions()
+
+    async def get_position(self, caller, symbol):
+        return await self.venue.get_position(symbol)
+
+    async def close_position(self, caller, symbol, qty=None, percentage=None):
+        return await self.venue.close_position(symbol, qty, percentage)
+
+    async def close_all_positions(self, caller, cancel_orders=False):
+        return await self.venue.close_all_positions(cancel_orders)
+
+    async def submit_order(self, caller, intent):
+        return await self.venue.submit_order(intent)
+
+    async def replace_order(self, caller, order_id, change):
+        return await self.venue.replace_order(order_id, change)
+
+    async def cancel_order(self, caller, order_id):
+        return await self.venue.cancel_order(order_id)
+
+    async def cancel_all_orders(self, caller):
+        return await self.venue.cancel_all_orders()
+
+    async def get_order(self, caller, order_id, nested=False):
+        return await self.venue.get_order(order_id, nested)
+
+    async def get_order_by_client_id(self, caller, client_order_id):
+        return await self.venue.get_order_by_client_id(client_order_id)
+
+    async def list_orders(self, caller, query):
+        return await self.venue.list_orders(query)
+
+    async def latest_price(self, caller, symbol, asset_class):
+        return await self.venue.latest_price(symbol, asset_class)
+
+    async def get_clock(self, caller):
+        return await self.venue.get_clock()
+
+    async def get_asset(self, caller, symbol):
+        return await self.venue.get_asset(symbol)
+
+
+class Authenticator(ABC):
+    """How a dialect checks a bot's credential. Implementations compare in constant time."""
+
+    @abstractmethod
+    def authenticate(self, key_id: str, secret: str, dialect: str, remote: str | None) -> Caller:
+        """Raises Unauthorized (never saying which part was wrong)."""
+
+    @abstractmethod
+    def hmac_secret(self, key_id: str, dialect: str, remote: str | None) -> tuple[bytes, Caller]:
+        """For signature dialects (Binance): the shared secret to verify an HMAC with, and the
+        caller it stands for. Raises Unauthorized for an unknown, revoked or expired key."""

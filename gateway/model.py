@@ -343,6 +343,8 @@ class Violation:
     message: str
     limit: Decimal | None = None
     value: Decimal | None = None
+    # The largest quantity that would have passed this rule (for on_violation: clamp).
+    max_qty: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,311 @@
+"""The gateway's view of the account: positions, open orders and in-flight reservations.
+
+Every check is O(1) in the size of the book: each symbol keeps its own worst-case figures and
+the account keeps running totals, updated by the difference whenever one symbol changes.
+Only a reconcile (a fresh snapshot from the venue) walks the whole book.
+
+Worst case: for a symbol with position ``q`` and open buy/sell orders, if every open buy
+filled the position would be ``q + buys``; if every sell filled, ``q - sells``. A symbol's
+exposure is the larger of the two magnitudes, in notional (quantity x price x contract
+multiplier). Capital committed is that notional divided by the symbol's effective leverage
+(1 for cash instruments; the set leverage for futures).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ..model import Account, AssetClass, Order, Position, Side, contract_multiplier
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+@dataclass(slots=True)
+class SymbolBook:
+    """One symbol: position and pending orders, in quantity and notional."""
+
+    symbol: str
+    asset_class: AssetClass
+    mark: Decimal = ZERO
+    position_qty: Decimal = ZERO  # signed
+    pending_buy_qty: Decimal = ZERO
+    pending_sell_qty: Decimal = ZERO
+    pending_buy_notional: Decimal = ZERO
+    pending_sell_notional: Decimal = ZERO
+    leverage: Decimal = ONE
+
+    @property
+    def multiplier(self) -> Decimal:
+        return contract_multiplier(self.asset_class)
+
+    def worst_notional(
+        self, buy_qty: Decimal = ZERO, buy_notional: Decimal = ZERO, sell_qty: Decimal = ZERO, sell_notional: Decimal = ZERO
+    ) -> Decimal:
+        """Largest |position| notional if every pending order (plus the given extra) filled."""
+        position_notional = self.position_qty * self.mark * self.multiplier
+        long_case = position_notional + self.pending_buy_notional + buy_notional
+        short_case = position_notional - self.pending_sell_notional - sell_notional
+        return max(abs(long_case), abs(short_case))
+
+    def reduces_only(self, side: Side, qty: Decimal) -> bool:
+        """True when the order, with every same-side order pending, can only shrink the position."""
+        if side is Side.SELL:
+            return self.position_qty > 0 and qty + self.pending_sell_qty <= self.position_qty
+        return self.position_qty < 0 and qty + self.pending_buy_qty <= -self.position_qty
+
+
+@dataclass(slots=True)
+class Reservation:
+    """An order the gateway let through, counted until the venue's snapshot accounts for it."""
+
+    id: int
+    symbol: str
+    asset_class: AssetClass
+    side: Side
+    qty: Decimal
+    notional: Decimal
+    order_id: str | None = None
+    acked_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What one order would do to the book; computed without changing anything."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    notional: Decimal  # qty x price x multiplier
+    reduces_only: bool
+    equity: Decimal
+    symbol_notional_before: Decimal
+    symbol_notional_after: Decimal
+    symbol_committed_before: Decimal
+    symbol_committed_after: Decimal
+    gross_notional_after: Decimal
+    committed_after: Decimal
+    leverage: Decimal
+
+
+@dataclass
+class Portfolio:
+    """Mutable book plus running totals. Not thread-safe: owned by one event loop."""
+
+    equity: Decimal = ZERO
+    last_equity: Decimal = ZERO
+    cash: Decimal = ZERO
+    snapshot_at: float | None = None  # monotonic seconds of the last successful snapshot
+    books: dict[str, SymbolBook] = field(default_factory=dict)
+    gross_notional: Decimal = ZERO  # sum of every book's worst notional
+    committed: Decimal = ZERO  # sum of every book's worst notional / leverage
+    open_positions: int = 0
+    _reservations: dict[int, Reservation] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _epoch: int = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> SymbolBook | None:
+        return self.books.get(symbol)
+
+    def mark(self, symbol: str) -> Decimal | None:
+        book = self.books.get(symbol)
+        return book.mark if book is not None and book.mark > 0 else None
+
+    def snapshot_age(self, now_monotonic: float) -> float | None:
+        return None if self.snapshot_at is None else now_monotonic - self.snapshot_at
+
+    def project(self, symbol: str, asset_class: AssetClass, side: Side, qty: Decimal, price: Decimal) -> Projection:
+        book = self.books.get(symbol) or SymbolBook(symbol, asset_class, mark=price)
+        mult = contract_multiplier(asset_class)
+        notional = qty * price * mult
+        before = book.worst_notional()
+        if side is Side.BUY:
+            after = book.worst_notional(buy_qty=qty, buy_notional=notional)
+        else:
+            after = book.worst_notional(sell_qty=qty, sell_notional=notional)
+        committed_before = before / book.leverage
+        committed_after = after / book.leverage
+        return Projection(
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            price=price,
+            notional=notional,
+            reduces_only=book.reduces_only(side, qty),
+            equity=self.equity,
+            symbol_notional_before=before,
+            symbol_notional_after=after,
+            symbol_committed_before=committed_before,
+            symbol_committed_after=committed_after,
+            gross_notional_after=self.gross_notional - before + after,
+            committed_after=self.committed - committed_before + committed_after,
+            leverage=book.leverage,
+        )
+
+    # -- changing --------------------------------------------------------------------------
+
+    def reserve(self, projection: Projection, asset_class: AssetClass) -> Reservation:
+        """Count an order that was allowed. Call in the same synchronous step as the check."""
+        reservation = Reservation(
+            next(self._ids), projection.symbol, asset_class, projection.side, projection.qty, projection.notional
+        )
+        self._add_pending(reservation, projection.price, sign=1)
+        self._reservations[reservation.id] = reservation
+        return reservation
+
+    def release(self, reservation: Reservation) -> None:
+        """Forget an order that never reached the venue, or that the venue refused."""
+        if self._reservations.pop(reservation.id, None) is not None:
+            self._add_pending(reservation, None, sign=-1)
+
+    def acknowledge(self, reservation: Reservation, order_id: str) -> None:
+        """The venue accepted it: keep counting it until a snapshot taken after now has it."""
+        reservation.order_id = order_id
+        self._epoch += 1
+        reservation.acked_epoch = self._epoch
+
+    def begin_snapshot(self) -> int:
+        """Mark the moment a venue snapshot is requested; pass the result to apply_snapshot."""
+        self._epoch += 1
+        return self._epoch
+
+    def apply_snapshot(
+        self,
+        account: Account,
+        positions: list[Position],
+        open_orders: list[Order],
+        started_epoch: int,
+        now_monotonic: float,
+        marks: dict[str, Decimal] | None = None,
+        leverage: dict[str, Decimal] | None = None,
+    ) -> None:
+        """Rebuild the book from the venue's truth, keeping reservations it cannot know yet.
+
+        A reservation is dropped when the venue has it (its open order is in the snapshot) or
+        when it was acknowledged before the snapshot began and is no longer open (it filled or
+        was canceled, so the positions reflect it). In-flight and later ones are kept.
+        """
+        leverage = leverage or {}
+        marks = dict(marks or {})
+        previous = self.books
+        books: dict[str, SymbolBook] = {}
+
+        def book_for(symbol: str, asset_class: AssetClass) -> SymbolBook:
+            book = books.get(symbol)
+            if book is None:
+                old = previous.get(symbol)
+                mark = marks.get(symbol) or (old.mark if old else ZERO)
+                book = SymbolBook(symbol, asset_class, mark=mark, leverage=leverage.get(symbol, old.leverage if old else ONE))
+                books[symbol] = book
+            return book
+
+        for position in positions:
+            book = book_for(position.symbol, position.asset_class)
+            book.position_qty = position.qty
+            if position.current_price > 0:
+                book.mark = position.current_price
+        open_ids = set()
+        # Top-level orders only: a bracket's or OCO's exit legs can only close what their
+        # parent opens, so counting them would double the short side. Fetch orders nested.
+        for order in open_orders:
+            if not order.status.is_open:
+                continue
+            open_ids.add(order.id)
+            remaining = (order.qty - order.filled_qty) if order.qty is not None else None
+            book = book_for(order.symbol, order.asset_class)
+            price = max(p for p in (book.mark, order.limit_price or ZERO, order.stop_price or ZERO))
+            if remaining is None:  # notional order: value by its notional
+                notional = order.notional or ZERO
+                remaining = notional / price if price > 0 else ZERO
+            else:
+                notional = remaining * price * book.multiplier
+            if order.side is Side.BUY:
+                book.pending_buy_qty += remaining
+                book.pending_buy_notional += notional
+            else:
+                book.pending_sell_qty += remaining
+                book.pending_sell_notional += notional
+
+        kept: dict[int, Reservation] = {}
+        for reservation in self._reservations.values():
+            if reservation.order_id is not None and reservation.order_id in open_ids:
+                continue  # the snapshot counts it
+            if reservation.acked_epoch is not None and reservation.acked_epoch < started_epoch:
+                continue  # done before the snapshot began; positions reflect it
+            kept[reservation.id] = reservation
+            book = book_for(reservation.symbol, reservation.asset_class)
+            if reservation.side is Side.BUY:
+                book.pending_buy_qty += reservation.qty
+                book.pending_buy_notional += reservation.notional
+            else:
+                book.pending_sell_qty += reservation.qty
+                book.pending_sell_notional += reservation.notional
+
+        self.books = books
+        self._reservations = kept
+        self.equity = account.equity
+        self.last_equity = account.last_equity
+        self.cash = account.cash
+        self.snapshot_at = now_monotonic
+        self._recount()
+
+    def set_leverage(self, symbol: str, asset_class: AssetClass, leverage: Decimal) -> None:
+        """The venue's leverage setting for a symbol changed (futures); totals stay consistent."""
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = SymbolBook(symbol, asset_class)
+        self._adjust_totals(book, -1)
+        book.leverage = leverage
+        self._adjust_totals(book, 1)
+
+    def update_mark(self, symbol: str, asset_class: AssetClass, price: Decimal) -> None:
+        """A fresher reference price for one symbol; keeps the totals consistent in O(1)."""
+        book = self.books.get(symbol)
+        if book is None:
+            self.books[symbol] = SymbolBook(symbol, asset_class, mark=price)
+            return
+        self._adjust_totals(book, -1)
+        book.mark = price
+        self._adjust_totals(book, 1)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _add_pending(self, reservation: Reservation, price: Decimal | None, sign: int) -> None:
+        book = self.books.get(reservation.symbol)
+        if book is None:
+            book = SymbolBook(reservation.symbol, reservation.asset_class, mark=price or ZERO)
+            self.books[reservation.symbol] = book
+        elif book.mark <= 0 and price is not None:
+            book.mark = price
+        self._adjust_totals(book, -1)
+        if reservation.side is Side.BUY:
+            book.pending_buy_qty += sign * reservation.qty
+            book.pending_buy_notional += sign * reservation.notional
+        else:
+            book.pending_sell_qty += sign * reservation.qty
+            book.pending_sell_notional += sign * reservation.notional
+        self._adjust_totals(book, 1)
+
+    def _adjust_totals(self, book: SymbolBook, sign: int) -> None:
+        worst = book.worst_notional()
+        self.gross_notional += sign * worst
+        self.committed += sign * (worst / book.leverage)
+        if book.position_qty != 0:
+            self.open_positions += sign
+
+    def _recount(self) -> None:
+        self.gross_notional = ZERO
+        self.committed = ZERO
+        self.open_positions = 0
+        for book in self.books.values():
+            self._adjust_totals(book, 1)
+
+    @property
+    def reservations(self) -> tuple[Reservation, ...]:
+        return tuple(self._reservations.values())
+

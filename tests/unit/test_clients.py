@@ -1,0 +1,314 @@
+"""Bot credentials: issue, authenticate, rotate, revoke, scopes, abuse blocking."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+
+import pytest
+
+import gateway.keys.clients as clients_mod
+from gateway.errors import Forbidden, Unauthorized
+from gateway.home import Home
+from gateway.keys.clients import BotCredentials, ClientStoreError, CredentialError
+from gateway.keys.master import ENV_VAR, create_master_key
+from gateway.keys.vault import Vault
+from gateway.model import AssetClass, Caller
+
+T0 = 1_700_000_000.0
+IP = "192.0.2.10"
+
+
+class Clock:
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Home:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    h = Home.at(tmp_path)
+    create_master_key(h)
+    Vault.create(h)
+    return h
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def failures() -> list:
+    return []
+
+
+@pytest.fixture
+def creds(home, clock, failures) -> BotCredentials:
+    return BotCredentials(
+        home, Vault.open(home), clock=clock, on_auth_failure=lambda k, r, why: failures.append((k, r, why))
+    )
+
+
+def other_process(home, clock=None) -> BotCredentials:
+    return BotCredentials(home, Vault.open(home), clock=clock or Clock())
+
+
+def refused(creds, key_id, secret, dialect="alpaca", remote=IP):
+    with pytest.raises(Unauthorized) as info:
+        creds.authenticate(key_id, secret, dialect, remote)
+    assert info.value.message == "invalid credentials"
+    return info.value
+
+
+def test_issue_shape_and_authenticate(home, creds):
+    c = creds.issue(label="bot-1")
+    assert re.fullmatch(r"GK[A-Z2-7]{18}", c.key_id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40}", c.secret)
+    key_id, secret = c  # unpacks
+    assert creds.authenticate(key_id, secret, "alpaca", IP) == Caller(key_id=key_id, dialect="alpaca", remote=IP)
+    assert creds.scopes_of(key_id) == frozenset({"trade"})
+    assert home.clients.stat().st_mode & 0o777 == 0o600
+    stored = json.loads(home.clients.read_bytes())["clients"][key_id]
+    assert c.secret not in home.clients.read_text()
+    assert stored["secret_sha256"] == clients_mod.hashlib.sha256(c.secret.encode()).hexdigest()
+    assert creds.vault.get(f"client/{key_id}") == c.secret.encode()
+
+
+def test_wrong_secret(creds, failures):
+    c = creds.issue()
+    refused(creds, c.key_id, c.secret[:-1] + ("A" if c.secret[-1] != "A" else "B"))
+    assert failures[-1] == (c.key_id, IP, "wrong secret")
+
+
+def test_unknown_key_same_answer(creds, failures):
+    c = creds.issue()
+    e1 = refused(creds, "GK" + "A" * 18, c.secret)
+    e2 = refused(creds, c.key_id, "x" * 40)
+    assert str(e1) == str(e2) == "invalid credentials"
+    assert [f[2] for f in failures] == ["unknown key id", "wrong secret"]
+
+
+def test_revoked_refused_on_next_request(creds, failures):
+    c = creds.issue()
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    creds.revoke(c.key_id)
+    refused(creds, c.key_id, c.secret)
+    assert failures[-1][2] == "credential revoked"
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret(c.key_id, "binance-futures", IP)
+    assert f"client/{c.key_id}" not in creds.vault.names()  # secret dropped from the vault
+    assert creds.list()[0]["status"] == "revoked"
+
+
+def test_expired(creds, clock, failures):
+    c = creds.issue(expires_in_s=60)
+    clock.t = T0 + 59
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    clock.t = T0 + 60
+    refused(creds, c.key_id, c.secret)
+    assert failures[-1][2] == "credential expired"
+
+
+def test_rotated_key_works_until_overlap_ends(creds, clock, failures):
+    old = creds.issue(label="bot", scopes=("read_only",), dialects=("alpaca",))
+    new = creds.rotate(old.key_id, overlap_s=600)
+    assert new.key_id != old.key_id and new.secret != old.secret
+    assert creds.scopes_of(new.key_id) == frozenset({"read_only"})
+    assert creds.describe(new.key_id)["dialects"] == ["alpaca"]
+    clock.t = T0 + 599
+    creds.authenticate(old.key_id, old.secret, "alpaca", IP)
+    creds.authenticate(new.key_id, new.secret, "alpaca", IP)
+    clock.t = T0 + 600
+    refused(creds, old.key_id, old.secret)
+    assert "overlap period has ended" in failures[-1][2]
+    creds.authenticate(new.key_id, new.secret, "alpaca", IP)
+    with pytest.raises(CredentialError, match="already rotated"):
+        creds.rotate(old.key_id)
+
+
+def test_dialect_scope(creds, failures):
+    c = creds.issue(dialects=("alpaca",))
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    refused(creds, c.key_id, c.secret, dialect="binance-futures")
+    assert "dialect" in failures[-1][2]
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret(c.key_id, "binance-futures", IP)
+
+
+def test_hmac_secret_for_binance(creds):
+    c = creds.issue(dialects=("binance-futures",))
+    secret, caller = creds.hmac_secret(c.key_id, "binance-futures", IP)
+    assert secret == c.secret.encode()
+    assert caller == Caller(key_id=c.key_id, dialect="binance-futures", remote=IP)
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret("GK" + "B" * 18, "binance-futures", IP)
+
+
+def test_ip_allowlist(creds, failures):
+    c = creds.issue(allowed_ips=["10.1.0.0/16", "2001:db8::1"])
+    creds.authenticate(c.key_id, c.secret, "alpaca", "10.1.2.3")
+    creds.authenticate(c.key_id, c.secret, "alpaca", "::ffff:10.1.2.3")  # v4-mapped v6
+    creds.authenticate(c.key_id, c.secret, "alpaca", "2001:db8::1")
+    refused(creds, c.key_id, c.secret, remote="10.2.0.1")
+    assert "allowlist" in failures[-1][2]
+    refused(creds, c.key_id, c.secret, remote=None)
+    refused(creds, c.key_id, c.secret, remote="2001:db8::2")
+
+
+def test_block_after_repeated_failures_then_unblock(creds, clock, failures):
+    c = creds.issue()
+    for _ in range(10):
+        refused(creds, c.key_id, "wrong")
+    assert "blocked" in failures[-1][2]
+    refused(creds, c.key_id, c.secret)  # a valid key from the blocked address
+    assert failures[-1][2] == "remote is blocked after repeated failures"
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret(c.key_id, "binance-futures", IP)
+    creds.authenticate(c.key_id, c.secret, "alpaca", "192.0.2.11")  # other addresses unaffected
+    clock.t = T0 + 299
+    refused(creds, c.key_id, c.secret)
+    clock.t = T0 + 300
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+
+
+def test_failures_outside_window_do_not_block(creds, clock):
+    c = creds.issue()
+    for _ in range(9):
+        refused(creds, c.key_id, "wrong")
+    clock.t = T0 + 61
+    for _ in range(9):
+        refused(creds, c.key_id, "wrong")
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+
+
+def test_block_is_configurable_and_counts_bad_signatures(home, clock):
+    creds = BotCredentials(home, Vault.open(home), clock=clock, max_failures=2, block_s=5)
+    c = creds.issue()
+    creds.record_failure(c.key_id, IP, "bad signature")
+    creds.record_failure(c.key_id, IP, "bad signature")
+    assert creds.is_blocked(IP)
+    refused(creds, c.key_id, c.secret)
+    clock.t = T0 + 5
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+
+
+def test_ipv6_blocked_per_64(creds):
+    c = creds.issue()
+    for i in range(10):
+        refused(creds, c.key_id, "wrong", remote=f"2001:db8:1:2::{i + 1:x}")
+    refused(creds, c.key_id, c.secret, remote="2001:db8:1:2::ffff")
+    creds.authenticate(c.key_id, c.secret, "alpaca", "2001:db8:1:3::1")
+
+
+def test_revocation_by_another_process_seen_on_next_auth(home, creds, clock):
+    c = creds.issue()
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    other_process(home).revoke(c.key_id)  # gatewayctl keys revoke
+    refused(creds, c.key_id, c.secret)
+
+
+def test_issue_by_another_process_seen_on_next_auth(home, creds):
+    creds.list()  # the gateway has loaded the file already
+    c = other_process(home, Clock(T0)).issue(label="from-cli")
+    assert creds.authenticate(c.key_id, c.secret, "alpaca", IP).key_id == c.key_id
+    assert [d["label"] for d in creds.list()] == ["from-cli"]
+
+
+def test_list_and_repr_show_no_secret_or_hash(home, creds):
+    c = creds.issue(label="bot", asset_classes=[AssetClass.CRYPTO], allowed_ips=["10.0.0.0/8"])
+    digest = clients_mod.hashlib.sha256(c.secret.encode()).hexdigest()
+    listing = creds.list()
+    assert listing[0]["key_id"] == c.key_id and listing[0]["asset_classes"] == ["crypto"]
+    assert listing[0]["status"] == "active"
+    text = json.dumps(listing) + repr(creds) + repr(c) + str(c) + repr(creds.describe(c.key_id))
+    assert c.secret not in text and digest not in text
+    assert "hash" not in text and "sha256" not in text
+    err = refused(creds, c.key_id, "wrong")
+    assert c.secret not in repr(err)
+
+
+def test_constant_time_compare_used(creds, monkeypatch):
+    c = creds.issue()
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    assert any(a == clients_mod._sha256(c.secret) for a, _ in calls)
+    calls.clear()
+    refused(creds, "GK" + "C" * 18, c.secret)  # unknown keys cost the same compare
+    assert calls
+
+
+def test_read_only_scope(creds):
+    ro = creds.issue(scopes=("read_only",))
+    rw = creds.issue()
+    assert creds.scopes_of(ro.key_id) == frozenset({"read_only"})
+    creds.authenticate(ro.key_id, ro.secret, "alpaca", IP)  # may still authenticate (and read)
+    with pytest.raises(Forbidden):
+        creds.require_scope(ro.key_id, "trade")
+    creds.require_scope(rw.key_id, "trade")
+    assert creds.scopes_of("GKUNKNOWN") == frozenset()
+
+
+def test_bad_issue_arguments(creds):
+    for kwargs in (
+        {"scopes": ("admin",)},
+        {"scopes": ("trade", "read_only")},
+        {"dialects": ("fix",)},
+        {"allowed_ips": ["not-an-ip"]},
+        {"expires_in_s": 0},
+        {"expires_in_s": float("nan")},
+        {"asset_classes": ["stocks"]},
+    ):
+        with pytest.raises(CredentialError):
+            creds.issue(**kwargs)
+    assert creds.list() == []
+
+
+def test_hand_edited_file_fails_closed(home, creds, failures):
+    c = creds.issue()
+    creds.revoke(c.key_id)
+    doc = json.loads(home.clients.read_bytes())
+    doc["clients"][c.key_id]["revoked_at"] = None  # try to un-revoke
+    home.clients.write_text(json.dumps(doc))
+    refused(creds, c.key_id, c.secret)
+    assert "integrity" in failures[-1][2]
+    with pytest.raises(ClientStoreError):
+        creds.issue()
+    with pytest.raises(ClientStoreError):
+        other_process(home).list()
+
+
+def test_revoke_and_rotate_unknown(creds):
+    with pytest.raises(CredentialError):
+        creds.revoke("GKNOPE")
+    with pytest.raises(CredentialError):
+        creds.rotate("GKNOPE")
+
+
+def test_prune_drops_dead_secrets(creds, clock):
+    a = creds.issue()
+    b = creds.issue(expires_in_s=10)
+    clock.t = T0 + 11
+    assert creds.prune() == 1
+    assert f"client/{b.key_id}" not in creds.vault.names()
+    assert f"client/{a.key_id}" in creds.vault.names()
+
+
+def test_change_seen_by_stat_alone(home, creds, monkeypatch):
+    """Outside the racy window the reload decision rests on one stat (inode/size/mtime)."""
+    monkeypatch.setattr(clients_mod.FileWatch, "RACY_NS", 0)
+    c = creds.issue()
+    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    other_process(home).revoke(c.key_id)
+    refused(creds, c.key_id, c.secret)

@@ -158,6 +158,17 @@ class Portfolio:
         self._reservations[reservation.id] = reservation
         return reservation
 
+    def reserve_removal(self, order: Order) -> Reservation:
+        """Take an open order out of the book (a negative reservation) while its replacement
+        is checked: a replace is a new order, judged without the one it replaces."""
+        book = self.books.get(order.symbol)
+        mark = book.mark if book is not None else ZERO
+        qty, notional = _remaining(order, mark)
+        reservation = Reservation(next(self._ids), order.symbol, order.asset_class, order.side, -qty, -notional)
+        self._add_pending(reservation, mark, sign=1)
+        self._reservations[reservation.id] = reservation
+        return reservation
+
     def release(self, reservation: Reservation) -> None:
         """Forget an order that never reached the venue, or that the venue refused."""
         if self._reservations.pop(reservation.id, None) is not None:
@@ -216,14 +227,8 @@ class Portfolio:
             if not order.status.is_open:
                 continue
             open_ids.add(order.id)
-            remaining = (order.qty - order.filled_qty) if order.qty is not None else None
             book = book_for(order.symbol, order.asset_class)
-            price = max(p for p in (book.mark, order.limit_price or ZERO, order.stop_price or ZERO))
-            if remaining is None:  # notional order: value by its notional
-                notional = order.notional or ZERO
-                remaining = notional / price if price > 0 else ZERO
-            else:
-                notional = remaining * price * book.multiplier
+            remaining, notional = _remaining(order, book.mark)
             if order.side is Side.BUY:
                 book.pending_buy_qty += remaining
                 book.pending_buy_notional += notional
@@ -309,3 +314,13 @@ class Portfolio:
     def reservations(self) -> tuple[Reservation, ...]:
         return tuple(self._reservations.values())
 
+
+def _remaining(order: Order, mark: Decimal) -> tuple[Decimal, Decimal]:
+    """Unfilled quantity of an order and its notional, valued like a new order: at the
+    worst of the mark and the order's own prices."""
+    price = max(mark, order.limit_price or ZERO, order.stop_price or ZERO)
+    if order.qty is None:  # a notional order
+        notional = order.notional or ZERO
+        return (notional / price if price > 0 else ZERO), notional
+    remaining = order.qty - order.filled_qty
+    return remaining, remaining * price * contract_multiplier(order.asset_class)

@@ -1,0 +1,158 @@
+"""The operator plane of a running gateway, served on an owner-only unix socket.
+
+Who can connect is decided by the file system (the socket is created 0600 in an owner-only
+home), so there is no bot credential that reaches it and no TCP port by default.
+
+Routes (JSON in, JSON out):
+  GET  /status                  trading state, policy, exposure against each limit
+  POST /lockdown                {"reason", "reduce_only", "cancel_open", "flatten", "actor"}
+  POST /unlock                  {"reason", "actor"}
+  POST /paper/prices            {"SYMBOL": price}  (embedded paper venue only)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import GatewayError
+from ..model import TradingState
+from ..numbers import MAX_PRICE, fmt, parse_decimal
+
+if TYPE_CHECKING:
+    from ..server import Gateway
+
+GATEWAY_KEY: web.AppKey["Gateway"] = web.AppKey("gateway")
+
+
+def admin_app(gateway: "Gateway") -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[_errors])
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/status", status)
+    app.router.add_post("/lockdown", lockdown)
+    app.router.add_post("/unlock", unlock)
+    app.router.add_post("/paper/prices", paper_prices)
+    return app
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, default=str), status=status, content_type="application/json")
+
+
+@web.middleware
+async def _errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return _json({"error": exc.reason}, exc.status)
+    except (ValueError, GatewayError) as exc:
+        return _json({"error": str(exc)}, 400)
+
+
+async def _body(request: web.Request) -> dict:
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        raise ValueError("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return body
+
+
+def status_snapshot(gateway: "Gateway") -> dict:
+    """Everything `gatewayctl status` shows, from the running gateway's own book."""
+    state = gateway.control.current
+    policy = gateway.active_policy
+    portfolio = gateway.portfolio
+    equity = portfolio.equity
+    rails = policy.policy.rails()
+
+    def against(name: str, value: Decimal | None) -> dict:
+        rail = rails[name]
+        return {"value": fmt(value) if value is not None else None, "limit": fmt(rail.limit) if rail.active else "off"}
+
+    pct = (lambda amount: amount / equity * 100) if equity > 0 else (lambda amount: None)
+    return {
+        "state": state.to_json(),
+        "policy": {"version": policy.version, "sha256": policy.sha256, "expires": policy.policy.expires.isoformat()},
+        "venue": gateway.options.venue,
+        "equity": fmt(equity),
+        "exposure": {
+            "account.max_exposure_pct": against("account.max_exposure_pct", pct(portfolio.committed)),
+            "account.max_leverage": against(
+                "account.max_leverage", portfolio.gross_notional / equity if equity > 0 else None
+            ),
+            "account.max_position_pct": against(
+                "account.max_position_pct",
+                max((pct(b.worst_notional() / b.leverage) for b in portfolio.books.values()), default=Decimal(0))
+                if equity > 0
+                else None,
+            ),
+        },
+        "open_positions": portfolio.open_positions,
+        "reservations": len(portfolio.reservations),
+        "last_reconcile_error": gateway.pipeline.last_reconcile_error,
+        "audit": {"seq": gateway.audit.seq, "broken": gateway.audit.broken},
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    return _json(status_snapshot(request.app[GATEWAY_KEY]))
+
+
+async def lockdown(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    body = await _body(request)
+    reason = str(body.get("reason", "")).strip()
+    if not reason:
+        raise ValueError("a reason is required")
+    target = TradingState.REDUCE_ONLY if body.get("reduce_only") else TradingState.LOCKED
+    actor = str(body.get("actor", "operator"))
+    previous, record = gateway.control.set(target, reason, actor)
+    # Nothing is forwarded after this point (the pipeline re-checks the state after its audit
+    # write); wait for orders already on their way so the answer below is the final word.
+    drained = await gateway.pipeline.drain()
+    await gateway.audit.append(
+        "control.lockdown",
+        {"from": previous.state.value, "to": target.value, "reason": reason, "actor": actor, "drained": drained},
+    )
+    result: dict[str, Any] = {"state": record.to_json(), "drained_in_flight": drained}
+    if body.get("cancel_open") or body.get("flatten"):
+        canceled = await gateway.venue.cancel_all_orders()
+        result["canceled"] = [r.id for r in canceled]
+        await gateway.audit.append("control.cancel_open", {"actor": actor, "orders": result["canceled"]})
+    if body.get("flatten"):
+        closed = await gateway.venue.close_all_positions(cancel_orders=True)
+        result["flattened"] = [r.id for r in closed]
+        await gateway.audit.append("control.flatten", {"actor": actor, "symbols": result["flattened"]})
+    gateway.pipeline._poke_reconcile()
+    return _json(result)
+
+
+async def unlock(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    body = await _body(request)
+    reason = str(body.get("reason", "")).strip()
+    if not reason:
+        raise ValueError("a reason is required")
+    actor = str(body.get("actor", "operator"))
+    previous, record = gateway.control.set(TradingState.ACTIVE, reason, actor)
+    await gateway.audit.append(
+        "control.unlock", {"from": previous.state.value, "to": "ACTIVE", "reason": reason, "actor": actor}
+    )
+    return _json({"state": record.to_json()})
+
+
+async def paper_prices(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    engine = getattr(gateway.venue, "engine", None)
+    if engine is None:
+        raise web.HTTPNotFound(reason="the venue is not the embedded paper broker")
+    body = await _body(request)
+    prices = {str(symbol): parse_decimal(value, f"price of {symbol}", maximum=MAX_PRICE) for symbol, value in body.items()}
+    engine.set_prices(prices)
+    await gateway.pipeline.reconcile()
+    return _json({symbol: fmt(price) for symbol, price in prices.items()})

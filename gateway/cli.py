@@ -1,0 +1,376 @@
+"""gatewayctl: the operator's command line. Thin: every command calls into the modules.
+
+Commands that change a running gateway (lockdown, unlock) go through its operator socket
+when it is up, and straight to the home's files when it is not, so they work either way.
+Secrets are read from standard input, never from arguments (which other users can see).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .home import Home
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"gatewayctl: {message}", file=sys.stderr)
+    return code
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _read_secret(prompt: str) -> str:
+    """One line from stdin (or a hidden prompt on a terminal)."""
+    if sys.stdin.isatty():
+        secret = getpass.getpass(prompt)
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise ValueError("no secret on standard input")
+    return secret
+
+
+# -- operator socket ----------------------------------------------------------------------
+
+
+async def _operator_call(home: Home, method: str, path: str, body: dict | None = None) -> dict | None:
+    """Call the running gateway; None when it is not running."""
+    import aiohttp
+
+    if not home.operator_socket.exists():
+        return None
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(home.operator_socket))) as session:
+            async with session.request(method, f"http://gateway{path}", json=body, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status >= 400:
+                    raise RuntimeError(data.get("error", f"operator call failed with {resp.status}"))
+                return data
+    except (aiohttp.ClientConnectionError, FileNotFoundError, ConnectionRefusedError):
+        return None
+
+
+def operator_call(home: Home, method: str, path: str, body: dict | None = None) -> dict | None:
+    return asyncio.run(_operator_call(home, method, path, body))
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    from .bootstrap import InitError, init_home
+
+    try:
+        result = init_home(args.home)
+    except InitError as exc:
+        return _fail(str(exc))
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"gateway home created at {result.home} (gateway id {result.gateway_id})")
+        print(f"bot key id:   {result.bot_key_id}")
+        print(f"bot secret:   {result.bot_secret}   (shown once; store it in your bot's secret store)")
+        print(f"policy:       {result.policy} (v1, signed by {result.signer_key_id})")
+        print(f"signing key:  {result.signer_key} (move it off this machine for production)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .server import ServeOptions, StartupError, serve
+
+    host, port = args.listen
+    options = ServeOptions(
+        venue=args.venue,
+        upstream_url=args.upstream_url,
+        exchange=args.exchange,
+        host=host,
+        port=port,
+        paper_equity=args.paper_equity,
+    )
+    try:
+        serve(args.home, options)
+    except StartupError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_paper_broker(args) -> int:
+    import secrets
+
+    from .paper_broker import run_paper_broker
+
+    host, port = args.listen
+    key_id = args.key_id or "PK" + secrets.token_hex(9).upper()
+    secret = args.secret or secrets.token_urlsafe(30)
+    if not args.key_id:
+        print(f"paper broker key id: {key_id}\npaper broker secret: {secret}", flush=True)
+    try:
+        asyncio.run(run_paper_broker(host, port, equity=args.equity, key_id=key_id, secret=secret, dialect=args.dialect))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_status(args) -> int:
+    home = Home.at(args.home)
+    live = operator_call(home, "GET", "/status")
+    if live is None:
+        from .control.state import TradingControl
+        from .policy.store import PolicyRefused, PolicyStore
+
+        try:
+            policy = PolicyStore(home).load_active()
+            policy_info: dict[str, Any] = {"version": policy.version, "sha256": policy.sha256}
+        except PolicyRefused as exc:
+            policy_info = {"error": str(exc)}
+        live = {
+            "running": False,
+            "state": TradingControl(home.state).current.to_json(),
+            "policy": policy_info,
+            "exposure": "unknown: the gateway is not running",
+        }
+    else:
+        live = {"running": True, **live}
+    if args.json:
+        _print_json(live)
+        return 0
+    state = live["state"]
+    print(f"running:  {live['running']}")
+    print(f"state:    {state['state']} since {state['since']} ({state['reason']})")
+    policy = live["policy"]
+    print(f"policy:   v{policy.get('version')} sha256 {policy.get('sha256', policy.get('error'))}")
+    if live["running"]:
+        print(f"equity:   {live['equity']}")
+        for name, row in live["exposure"].items():
+            print(f"  {name:28} {row['value']} / limit {row['limit']}")
+    else:
+        print(f"exposure: {live['exposure']}")
+    return 0
+
+
+def _credentials(home: Home):
+    from .keys.clients import BotCredentials
+    from .keys.vault import Vault
+
+    return BotCredentials(home, Vault.open(home))
+
+
+def _audit_cli(home: Home, type: str, data: dict) -> None:
+    from .audit.log import append_sync
+
+    append_sync(home.audit_log, type, {"actor": "cli", **data})
+
+
+def cmd_keys(args) -> int:
+    home = Home.at(args.home)
+    creds = _credentials(home)
+    if args.keys_command == "issue":
+        issued = creds.issue(
+            label=args.label,
+            scopes=("read_only",) if args.read_only else ("trade",),
+            expires_in_s=args.expires_in,
+        )
+        _audit_cli(home, "key.issue", {"key_id": issued.key_id, "label": args.label, "read_only": args.read_only})
+        if args.json:
+            _print_json({"key_id": issued.key_id, "secret": issued.secret})
+        else:
+            print(f"key id: {issued.key_id}\nsecret: {issued.secret}   (shown once)")
+    elif args.keys_command == "list":
+        rows = creds.list()
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
+    elif args.keys_command == "rotate":
+        issued = creds.rotate(args.key_id, overlap_s=args.overlap)
+        _audit_cli(home, "key.rotate", {"key_id": args.key_id, "new_key_id": issued.key_id, "overlap_s": args.overlap})
+        if args.json:
+            _print_json({"key_id": issued.key_id, "secret": issued.secret, "replaces": args.key_id})
+        else:
+            print(f"key id: {issued.key_id}\nsecret: {issued.secret}   (shown once; {args.key_id} works for {args.overlap:g}s more)")
+    elif args.keys_command == "revoke":
+        creds.revoke(args.key_id)
+        _audit_cli(home, "key.revoke", {"key_id": args.key_id})
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_broker_keys(args) -> int:
+    from .keys.broker import BrokerKeys
+    from .keys.vault import Vault
+
+    home = Home.at(args.home)
+    keys = BrokerKeys(Vault.open(home))
+    try:
+        secret = _read_secret(f"{args.venue} secret for {args.key_id}: ")
+    except ValueError as exc:
+        return _fail(str(exc))
+    version = (keys.set if args.broker_command == "set" else keys.rotate)(args.venue, args.key_id, secret)
+    described = keys.describe(args.venue)
+    _audit_cli(home, f"broker_key.{args.broker_command}", {"venue": args.venue, "key_id": described["key_id"], "version": version})
+    print(f"{args.broker_command}: {args.venue} key {described['key_id']} (version {version}); "
+          "restart or rotate takes effect on the next order")
+    return 0
+
+
+def cmd_lockdown(args) -> int:
+    home = Home.at(args.home)
+    body = {"reason": args.reason, "reduce_only": args.reduce_only, "cancel_open": args.cancel_open,
+            "flatten": args.flatten, "actor": "cli"}
+    try:
+        live = operator_call(home, "POST", "/lockdown", body)
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    if live is not None:
+        print(f"{live['state']['state']}: {args.reason} (gateway running; {live['drained_in_flight']} in-flight orders settled)")
+        return 0
+    from .control.state import TradingControl
+    from .model import TradingState
+
+    target = TradingState.REDUCE_ONLY if args.reduce_only else TradingState.LOCKED
+    previous, record = TradingControl(home.state).set(target, args.reason, "cli")
+    _audit_cli(home, "control.lockdown", {"from": previous.state.value, "to": target.value, "reason": args.reason})
+    print(f"{target.value}: {args.reason} (gateway not running; it will start in this state)")
+    if args.cancel_open or args.flatten:
+        print("note: --cancel-open/--flatten need the running gateway to reach the venue; start it (it starts locked) "
+              "and repeat the command", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_unlock(args) -> int:
+    home = Home.at(args.home)
+    try:
+        live = operator_call(home, "POST", "/unlock", {"reason": args.reason, "actor": "cli"})
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    if live is None:
+        from .control.state import TradingControl
+        from .model import TradingState
+
+        previous, _ = TradingControl(home.state).set(TradingState.ACTIVE, args.reason, "cli")
+        _audit_cli(home, "control.unlock", {"from": previous.state.value, "to": "ACTIVE", "reason": args.reason})
+    print(f"ACTIVE: {args.reason}")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewayctl", description="Risk gateway for trading bots.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a new gateway home")
+    p.add_argument("home")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--home", required=True)
+    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8700))
+    p.add_argument("--venue", choices=("paper", "alpaca", "ccxt"), default="paper")
+    p.add_argument("--upstream-url")
+    p.add_argument("--exchange", default="binanceusdm")
+    p.add_argument("--paper-equity", type=_decimal, default=Decimal("100000"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("paper-broker", help="run a standalone paper broker")
+    p.add_argument("--listen", type=_listen, required=True)
+    p.add_argument("--dialect", choices=("alpaca", "binance-futures"), default="alpaca")
+    p.add_argument("--equity", type=_decimal, default=Decimal("100000"))
+    p.add_argument("--key-id")
+    p.add_argument("--secret")
+    p.set_defaults(func=cmd_paper_broker)
+
+    p = sub.add_parser("status", help="trading state, policy and exposure")
+    p.add_argument("--home", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("keys", help="bot credentials")
+    ks = p.add_subparsers(dest="keys_command", required=True)
+    k = ks.add_parser("issue")
+    k.add_argument("--home", required=True)
+    k.add_argument("--label", default="")
+    k.add_argument("--read-only", action="store_true")
+    k.add_argument("--expires-in", type=float, help="seconds until the credential expires")
+    k.add_argument("--json", action="store_true")
+    k = ks.add_parser("list")
+    k.add_argument("--home", required=True)
+    k.add_argument("--json", action="store_true")
+    k = ks.add_parser("rotate")
+    k.add_argument("--home", required=True)
+    k.add_argument("key_id")
+    k.add_argument("--overlap", type=float, default=3600.0, help="seconds the old key keeps working")
+    k.add_argument("--json", action="store_true")
+    k = ks.add_parser("revoke")
+    k.add_argument("--home", required=True)
+    k.add_argument("key_id")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("broker-keys", help="the upstream broker key, stored encrypted")
+    bs = p.add_subparsers(dest="broker_command", required=True)
+    for name in ("set", "rotate"):
+        b = bs.add_parser(name, help="the secret is read from standard input")
+        b.add_argument("--home", required=True)
+        b.add_argument("--venue", choices=("alpaca", "ccxt"), required=True)
+        b.add_argument("--key-id", required=True)
+    p.set_defaults(func=cmd_broker_keys)
+
+    p = sub.add_parser("lockdown", help="stop all new orders now")
+    p.add_argument("--home", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--reduce-only", action="store_true", help="allow orders that only reduce positions")
+    p.add_argument("--cancel-open", action="store_true", help="also cancel every open order")
+    p.add_argument("--flatten", action="store_true", help="also close every position")
+    p.set_defaults(func=cmd_lockdown)
+
+    p = sub.add_parser("unlock", help="return to ACTIVE")
+    p.add_argument("--home", required=True)
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_unlock)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except Exception as exc:  # noqa: BLE001 - one clear line, no traceback with local values
+        name = type(exc).__name__
+        return _fail(f"{name}: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

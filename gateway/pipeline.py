@@ -1,0 +1,502 @@
+"""The gateway's backend: every bot request on its way to the venue.
+
+For an order: scope → symbol → reference price → (one synchronous step: trading state,
+policy, rules, reservation) → durable audit record → state re-check → venue → audit of
+the venue's answer. Nothing reaches the venue before its decision is on disk, and no
+order is forwarded once a lockdown has been set (``drain`` waits for the ones already
+on their way).
+
+Reads pass through. Cancels are always allowed (they only remove risk) but are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from decimal import Decimal
+from typing import Any
+
+from .audit.log import AuditLog
+from .control.state import TradingControl
+from .errors import (
+    Forbidden,
+    GatewayError,
+    NotFound,
+    RiskRejected,
+    TradingHalted,
+    UpstreamUncertain,
+    UpstreamUnavailable,
+)
+from .model import (
+    Asset,
+    AssetClass,
+    BulkResult,
+    Caller,
+    Decision,
+    Order,
+    OrderIntent,
+    OrderQuery,
+    OrderReplace,
+    Side,
+    TimeInForce,
+    OrderType,
+    TradingState,
+    Violation,
+    utcnow,
+)
+from .risk.engine import PolicyLike, RiskEngine
+from .risk.portfolio import Reservation
+from .venues.base import Backend, Venue
+
+log = logging.getLogger("gateway.pipeline")
+
+TRADE_SCOPE = "trade"
+# Denials that only mean "the venue did not answer": reported as 503, not as a rejection.
+_VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price"})
+
+
+class RiskGateway(Backend):
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        engine: RiskEngine,
+        control: TradingControl,
+        audit: AuditLog,
+        policy: Callable[[], PolicyLike | None],
+        scopes: Callable[[str], frozenset[str]] = lambda key_id: frozenset({TRADE_SCOPE}),
+        reconcile_interval_s: float = 2.0,
+        price_ttl_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.venue = venue
+        self.engine = engine
+        self.portfolio = engine.portfolio
+        self.control = control
+        self.audit = audit
+        self.policy = policy
+        self.scopes = scopes
+        self.reconcile_interval_s = reconcile_interval_s
+        self.price_ttl_s = price_ttl_s
+        self.monotonic = monotonic
+        self._prices: dict[str, tuple[Decimal, float]] = {}
+        self._assets: dict[str, Asset] = {}
+        self._in_flight: set[asyncio.Future] = set()
+        self._reconcile_task: asyncio.Task | None = None
+        self._reconcile_soon: asyncio.Event | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self.last_reconcile_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """First snapshot (a failure leaves the book stale: orders fail closed), then the loop."""
+        await self.reconcile()
+        self._reconcile_soon = asyncio.Event()
+        self._reconcile_task = asyncio.create_task(self._reconcile_loop(), name="reconcile")
+
+    async def stop(self) -> None:
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            try:
+                await self._reconcile_task
+            except asyncio.CancelledError:
+                pass
+            self._reconcile_task = None
+
+    async def drain(self, timeout_s: float = 10.0) -> int:
+        """Wait for orders already forwarded to the venue; returns how many were waited on."""
+        pending = [f for f in self._in_flight if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        return len(pending)
+
+    # -- orders ----------------------------------------------------------------------------
+
+    async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order:
+        self._require_trade(caller)
+        if intent.client_order_id is None:
+            # Our own id makes a retry after an uncertain answer safe to resolve upstream.
+            intent = replace(intent, client_order_id=f"gw-{uuid.uuid4().hex}")
+        unknown = await self._unknown_symbol(intent.symbol)
+        price = await self._reference_price(intent.symbol, intent.asset_class)
+        if unknown is not None:
+            decision, final, reservation = self._deny(unknown), intent, None
+        else:
+            decision, final, reservation = self.engine.check_and_reserve(
+                intent,
+                policy=self.policy(),
+                state=self.control.state,
+                price=price,
+                now=utcnow(),
+                monotonic=self.monotonic(),
+                caller=caller,
+            )
+        return await self._record_and_forward(
+            caller, "order", intent, final, decision, reservation, price, lambda: self.venue.submit_order(final)
+        )
+
+    async def replace_order(self, caller: Caller, order_id: str, change: OrderReplace) -> Order:
+        """A replace is a new order: judged in full, without the order it replaces."""
+        self._require_trade(caller)
+        old = await self.venue.get_order(order_id)
+        if not old.status.is_open:
+            # Let the venue give its own answer for a closed order, but record the attempt.
+            await self._audit("order.replace.refused", caller, {"order_id": order_id, "reason": "not open"})
+            return await self.venue.replace_order(order_id, change)
+        intent = _replacement_intent(old, change)
+        price = await self._reference_price(intent.symbol, intent.asset_class)
+        removal = self.portfolio.reserve_removal(old)
+        decision, final, reservation = self.engine.check_and_reserve(
+            intent,
+            policy=self.policy(),
+            state=self.control.state,
+            price=price,
+            now=utcnow(),
+            monotonic=self.monotonic(),
+            caller=caller,
+        )
+        if not decision.allowed:
+            self.portfolio.release(removal)
+        final_change = replace(change, qty=final.qty) if decision.clamped_qty is not None else change
+        return await self._record_and_forward(
+            caller,
+            "replace",
+            intent,
+            final,
+            decision,
+            reservation,
+            price,
+            lambda: self.venue.replace_order(order_id, final_change),
+            extra={"replaces": order_id},
+            companion=removal if decision.allowed else None,
+        )
+
+    async def close_position(
+        self, caller: Caller, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None
+    ) -> Order:
+        self._require_trade(caller)
+        position = await self.venue.get_position(symbol)
+        close_qty = qty if qty is not None else abs(position.qty) * (percentage or Decimal(100)) / 100
+        intent = OrderIntent(
+            symbol=symbol,
+            asset_class=position.asset_class,
+            side=Side.SELL if position.qty > 0 else Side.BUY,
+            type=OrderType.MARKET,
+            time_in_force=TimeInForce.DAY,
+            qty=close_qty,
+            client_order_id=f"gw-close-{uuid.uuid4().hex}",
+        )
+        price = position.current_price if position.current_price > 0 else await self._reference_price(
+            symbol, position.asset_class
+        )
+        decision, final, reservation = self.engine.check_and_reserve(
+            intent,
+            policy=self.policy(),
+            state=self.control.state,
+            price=price,
+            now=utcnow(),
+            monotonic=self.monotonic(),
+            caller=caller,
+        )
+        return await self._record_and_forward(
+            caller,
+            "close",
+            intent,
+            final,
+            decision,
+            reservation,
+            price,
+            lambda: self.venue.close_position(symbol, qty, percentage),
+        )
+
+    async def close_all_positions(self, caller: Caller, cancel_orders: bool = False) -> list[BulkResult]:
+        """Closing everything only reduces risk, so it passes every state but LOCKED."""
+        self._require_trade(caller)
+        state = self.control.current
+        allowed = state.state is not TradingState.LOCKED
+        await self._audit(
+            "positions.close_all",
+            caller,
+            {"decision": "allow" if allowed else "deny", "cancel_orders": cancel_orders, "state": state.state.value},
+        )
+        if not allowed:
+            raise TradingHalted("trading_locked: the gateway is LOCKED; only cancels are accepted", "trading_locked")
+        results = await self._tracked(self.venue.close_all_positions(cancel_orders))
+        await self._audit("positions.close_all.result", caller, {"results": [_bulk_summary(r) for r in results]})
+        self._poke_reconcile()
+        return results
+
+    async def cancel_order(self, caller: Caller, order_id: str) -> None:
+        self._require_trade(caller)
+        await self._audit("order.cancel", caller, {"order_id": order_id, "decision": "allow"})
+        try:
+            await self.venue.cancel_order(order_id)
+        except GatewayError as exc:
+            await self._audit("order.cancel.error", caller, {"order_id": order_id, "error": exc.kind})
+            raise
+        self._poke_reconcile()
+
+    async def cancel_all_orders(self, caller: Caller) -> list[BulkResult]:
+        self._require_trade(caller)
+        await self._audit("order.cancel_all", caller, {"decision": "allow"})
+        results = await self.venue.cancel_all_orders()
+        await self._audit("order.cancel_all.result", caller, {"results": [_bulk_summary(r) for r in results]})
+        self._poke_reconcile()
+        return results
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_account(self, caller):
+        return await self.venue.get_account()
+
+    async def list_positions(self, caller):
+        return await self.venue.list_positions()
+
+    async def get_position(self, caller, symbol):
+        return await self.venue.get_position(symbol)
+
+    async def get_order(self, caller, order_id, nested=False):
+        return await self.venue.get_order(order_id, nested)
+
+    async def get_order_by_client_id(self, caller, client_order_id):
+        return await self.venue.get_order_by_client_id(client_order_id)
+
+    async def list_orders(self, caller, query: OrderQuery):
+        return await self.venue.list_orders(query)
+
+    async def latest_price(self, caller, symbol, asset_class):
+        return await self.venue.latest_price(symbol, asset_class)
+
+    async def get_clock(self, caller):
+        return await self.venue.get_clock()
+
+    async def get_asset(self, caller, symbol):
+        return await self.venue.get_asset(symbol)
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    async def reconcile(self) -> bool:
+        """Rebuild the book from the venue. On failure the old book ages into stale_account."""
+        async with self._reconcile_lock:
+            started = self.portfolio.begin_snapshot()
+            try:
+                account, positions, orders = await asyncio.gather(
+                    self.venue.get_account(),
+                    self.venue.list_positions(),
+                    self.venue.list_orders(OrderQuery(status="open", limit=500, nested=True)),
+                )
+            except GatewayError as exc:
+                self.last_reconcile_error = exc.message
+                log.warning("reconcile failed: %s", exc.kind)
+                return False
+            self.portfolio.apply_snapshot(account, positions, orders, started, self.monotonic())
+            self.last_reconcile_error = None
+            return True
+
+    async def _reconcile_loop(self) -> None:
+        assert self._reconcile_soon is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._reconcile_soon.wait(), timeout=self.reconcile_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._reconcile_soon.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # never let the loop die; a stale book fails closed anyway
+                log.exception("reconcile crashed")
+
+    def _poke_reconcile(self) -> None:
+        if self._reconcile_soon is not None:
+            self._reconcile_soon.set()
+
+    # -- the decision path -----------------------------------------------------------------
+
+    async def _record_and_forward(
+        self,
+        caller: Caller,
+        action: str,
+        intent: OrderIntent,
+        final: OrderIntent,
+        decision: Decision,
+        reservation: Reservation | None,
+        price: Decimal | None,
+        forward: Callable[[], Any],
+        extra: dict | None = None,
+        companion: Reservation | None = None,
+    ) -> Order:
+        held = [r for r in (reservation, companion) if r is not None]
+        record = {
+            "action": action,
+            "decision": "allow" if decision.allowed else "deny",
+            "codes": list(decision.codes),
+            "messages": [v.message for v in decision.violations],
+            "policy_version": decision.policy_version,
+            "policy_hash": decision.policy_hash,
+            "state": self.control.state.value,
+            "reference_price": price,
+            "intent": _intent_record(intent),
+            **(extra or {}),
+        }
+        if decision.clamped_qty is not None:
+            record["clamped_qty"] = decision.clamped_qty
+            record["notes"] = list(decision.notes)
+        try:
+            await self._audit(f"{action}.decision", caller, record)
+        except BaseException:
+            self._release(held)
+            raise
+        if not decision.allowed:
+            if self.last_reconcile_error is not None and set(decision.codes) <= _VENUE_DOWN_CODES:
+                # Fail closed, but tell the bot the truth: the venue is down, not the order bad.
+                raise UpstreamUnavailable(f"the venue is unreachable; {decision.violations[0].message}")
+            raise RiskRejected(decision)
+
+        # A lockdown may have landed while the record was being written.
+        halted = self._halted_since_decision(decision)
+        if halted is not None:
+            self._release(held)
+            await self._audit(f"{action}.aborted", caller, {"client_order_id": intent.client_order_id, "code": halted.code})
+            raise halted
+
+        try:
+            order = await self._tracked(forward())
+        except UpstreamUncertain as exc:
+            # It may have reached the venue: keep counting it until a snapshot says otherwise.
+            await self._audit(f"{action}.uncertain", caller, {"client_order_id": intent.client_order_id, "error": exc.message})
+            self._poke_reconcile()
+            raise
+        except GatewayError as exc:
+            self._release(held)
+            await self._audit(
+                f"{action}.venue_error",
+                caller,
+                {"client_order_id": intent.client_order_id, "error": exc.kind, "message": exc.message},
+            )
+            raise
+        except Exception:
+            log.exception("venue raised unexpectedly")
+            await self._audit(f"{action}.uncertain", caller, {"client_order_id": intent.client_order_id, "error": "internal"})
+            self._poke_reconcile()
+            raise UpstreamUncertain("the venue call failed unexpectedly; the order may or may not be placed") from None
+
+        for r in held:
+            self.portfolio.acknowledge(r, order.id)
+        await self._audit(f"{action}.accepted", caller, _order_record(order))
+        if decision.notes:
+            order.gateway_note = "; ".join(decision.notes)
+        self._poke_reconcile()
+        return order
+
+    def _halted_since_decision(self, decision: Decision) -> TradingHalted | None:
+        state = self.control.state
+        if state is TradingState.LOCKED:
+            return TradingHalted("trading_locked: the gateway was LOCKED before the order left", "trading_locked")
+        if state is TradingState.REDUCE_ONLY and not decision.reduces_only:
+            return TradingHalted("reduce_only: the gateway became REDUCE_ONLY before the order left", "reduce_only")
+        return None
+
+    def _release(self, reservations: list[Reservation]) -> None:
+        for r in reservations:
+            self.portfolio.release(r)
+
+    async def _tracked(self, coro):
+        """Run a venue call that may place or close orders, visible to ``drain``."""
+        future = asyncio.ensure_future(coro)
+        self._in_flight.add(future)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._in_flight.discard(future)
+            else:
+                future.add_done_callback(self._in_flight.discard)
+
+    async def _audit(self, type: str, caller: Caller | None, data: dict) -> None:
+        payload = {"key_id": caller.key_id if caller else None, "dialect": caller.dialect if caller else None, **data}
+        await self.audit.append(type, payload)
+
+    def _deny(self, violation: Violation) -> Decision:
+        policy = self.policy()
+        return Decision(
+            allowed=False,
+            violations=(violation,),
+            policy_version=policy.version if policy else 0,
+            policy_hash=policy.sha256 if policy else "",
+        )
+
+    def _require_trade(self, caller: Caller) -> None:
+        if TRADE_SCOPE not in self.scopes(caller.key_id):
+            raise Forbidden("this credential is read-only")
+
+    async def _unknown_symbol(self, symbol: str) -> Violation | None:
+        if symbol in self._assets:
+            return None
+        try:
+            asset = await self.venue.get_asset(symbol)
+        except NotFound:
+            return Violation("unknown_symbol", f"unknown_symbol: the venue does not know {symbol}")
+        except GatewayError:
+            return None  # the price lookup below fails closed if the venue is unreachable
+        if not asset.tradable:
+            return Violation("unknown_symbol", f"unknown_symbol: {symbol} is not tradable at the venue")
+        self._assets[symbol] = asset
+        return None
+
+    async def _reference_price(self, symbol: str, asset_class: AssetClass) -> Decimal | None:
+        now = self.monotonic()
+        cached = self._prices.get(symbol)
+        if cached is not None and now - cached[1] <= self.price_ttl_s:
+            return cached[0]
+        try:
+            price = await self.venue.latest_price(symbol, asset_class)
+        except GatewayError:
+            return None
+        self._prices[symbol] = (price, now)
+        self.portfolio.update_mark(symbol, asset_class, price)
+        return price
+
+
+def _replacement_intent(old: Order, change: OrderReplace) -> OrderIntent:
+    return OrderIntent(
+        symbol=old.symbol,
+        asset_class=old.asset_class,
+        side=old.side,
+        type=old.type,
+        time_in_force=change.time_in_force or old.time_in_force,
+        qty=change.qty if change.qty is not None else (old.qty - old.filled_qty if old.qty is not None else None),
+        notional=old.notional if change.qty is None and old.qty is None else None,
+        limit_price=change.limit_price if change.limit_price is not None else old.limit_price,
+        stop_price=change.stop_price if change.stop_price is not None else old.stop_price,
+        trail_price=change.trail if change.trail is not None and old.trail_price is not None else old.trail_price,
+        trail_percent=change.trail if change.trail is not None and old.trail_percent is not None else old.trail_percent,
+        client_order_id=change.client_order_id or old.client_order_id,
+        extended_hours=old.extended_hours,
+    )
+
+
+def _intent_record(intent: OrderIntent) -> dict:
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(intent).items() if v is not None and v is not False}
+
+
+def _order_record(order: Order) -> dict:
+    return {
+        "order_id": order.id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "qty": order.qty,
+        "notional": order.notional,
+        "status": order.status.value,
+        "filled_qty": order.filled_qty,
+        "filled_avg_price": order.filled_avg_price,
+    }
+
+
+def _bulk_summary(result: BulkResult) -> dict:
+    return {"id": result.id, "status": result.status}

@@ -1,0 +1,244 @@
+"""Builds and runs the gateway: startup checks, the parts wired together, the two listeners.
+
+Startup refuses (``StartupError``, one message naming the problem) when a secret file is
+readable by others, the keystore cannot be decrypted, no valid signed policy is installed,
+or the broker key for an HTTP venue is missing. It never starts half-configured.
+
+Listeners: the bot-facing HTTP address (Alpaca under ``/v2``, ``/health``) and the operator
+plane on a unix socket in the home (owner-only), see ``gateway.admin.api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from .audit.checkpoint import load_or_create_checkpoint_key
+from .audit.log import AuditLog
+from .control.state import TradingControl
+from .dialects.alpaca import mount_alpaca
+from .home import Home, loose_permissions
+from .keys.broker import BrokerKeyMissing, BrokerKeys
+from .keys.clients import BotCredentials
+from .keys.master import VaultError
+from .keys.vault import Vault
+from .model import TradingState
+from .pipeline import RiskGateway
+from .policy.store import PolicyRefused, PolicyStore
+from .risk.engine import EngineConfig, RiskEngine
+from .risk.portfolio import Portfolio
+from .venues.base import Venue
+
+log = logging.getLogger("gateway")
+
+VENUES = ("paper", "alpaca", "ccxt")
+
+
+class StartupError(Exception):
+    """The gateway will not start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    venue: str = "paper"
+    upstream_url: str | None = None
+    exchange: str = "binanceusdm"
+    host: str = "127.0.0.1"
+    port: int = 8700
+    paper_equity: Decimal = Decimal("100000")
+    reconcile_interval_s: float = 2.0
+    max_snapshot_age_s: float = 15.0
+
+
+def read_config(home: Home) -> dict:
+    try:
+        return orjson.loads(home.config.read_bytes())
+    except FileNotFoundError:
+        raise StartupError(f"{home.root} is not a gateway home (no {home.config.name}); run `gatewayctl init {home.root}`") from None
+    except orjson.JSONDecodeError:
+        raise StartupError(f"{home.config} is not valid JSON") from None
+
+
+class Gateway:
+    """Every part of one running gateway."""
+
+    def __init__(self, home: Home, options: ServeOptions):
+        self.home = home
+        self.options = options
+        self.config = read_config(home)
+        problems = loose_permissions(home)
+        if problems:
+            raise StartupError("refusing to start: secret files are readable by others:\n  " + "\n  ".join(problems))
+        try:
+            self.vault = Vault.open(home)
+        except VaultError as exc:
+            raise StartupError(f"refusing to start: {exc}") from None
+        self.clients = BotCredentials(home, self.vault)
+        self.broker_keys = BrokerKeys(self.vault)
+        self.policy_store = PolicyStore(home)
+        try:
+            self.active_policy = self.policy_store.load_active()
+        except PolicyRefused as exc:
+            raise StartupError(f"refusing to start without a valid signed policy: {exc}") from None
+        self.control = TradingControl(home.state)
+        self.audit = AuditLog(
+            home.audit_log,
+            on_failure=self._audit_failed,
+            checkpoint_key=load_or_create_checkpoint_key(home.audit_signing_key),
+            checkpoint_path=home.audit_checkpoints,
+        )
+        self.venue = self._build_venue()
+        self.portfolio = Portfolio()
+        self.engine = RiskEngine(self.portfolio, EngineConfig(max_snapshot_age_s=options.max_snapshot_age_s))
+        self.pipeline = RiskGateway(
+            self.venue,
+            engine=self.engine,
+            control=self.control,
+            audit=self.audit,
+            policy=lambda: self.active_policy,
+            scopes=self.clients.scopes_of,
+            reconcile_interval_s=options.reconcile_interval_s,
+        )
+        self._runners: list[web.AppRunner] = []
+        self.bound_port: int | None = None
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def _build_venue(self) -> Venue:
+        name = self.options.venue
+        if name == "paper":
+            from .venues.paper import PaperVenue
+            from .venues.paper_engine import PaperEngine
+
+            return PaperVenue(PaperEngine(starting_equity=self.options.paper_equity, seed_marks=True))
+        if name == "alpaca":
+            from .venues.alpaca import AlpacaVenue
+
+            self._require_broker_key("alpaca")
+            kwargs = {"base_url": self.options.upstream_url} if self.options.upstream_url else {}
+            return AlpacaVenue(lambda: self.broker_keys.get("alpaca"), **kwargs)
+        if name == "ccxt":
+            raise StartupError("the ccxt venue is not available in this version")
+        raise StartupError(f"unknown venue {name!r}; choose one of {', '.join(VENUES)}")
+
+    def _require_broker_key(self, venue: str) -> None:
+        try:
+            self.broker_keys.get(venue)
+        except BrokerKeyMissing:
+            raise StartupError(
+                f"no broker key for the {venue} venue; store one with "
+                f"`gatewayctl broker-keys set --home {self.home.root} --venue {venue} --key-id ID` (secret on stdin)"
+            ) from None
+
+    def _audit_failed(self, exc: BaseException) -> None:
+        # Never trade unrecorded: the audit log is broken, so nothing may be forwarded.
+        log.error("audit log failed; locking down")
+        self.control.pin(TradingState.LOCKED, "audit log unavailable; trading stopped until restart")
+
+    def bot_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/health", self._health)
+        mount_alpaca(app, self.pipeline, self.clients)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        state = self.control.current
+        body = {
+            "status": "ok",
+            "state": state.state.value,
+            "policy_version": self.active_policy.version,
+            "venue": self.options.venue,
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        note = await self.audit.start()
+        await self.venue.start()
+        await self.audit.append(
+            "gateway.start",
+            {
+                "venue": self.options.venue,
+                "policy_version": self.active_policy.version,
+                "policy_hash": self.active_policy.sha256,
+                "state": self.control.state.value,
+                "recovery": note,
+            },
+        )
+        await self.pipeline.start()
+
+    async def listen(self) -> None:
+        from .admin.api import admin_app
+
+        bot = web.AppRunner(self.bot_app(), access_log=None)
+        await bot.setup()
+        site = web.TCPSite(bot, self.options.host, self.options.port)
+        await site.start()
+        self._runners.append(bot)
+        sockets = site._server.sockets if site._server else []  # aiohttp keeps the bound sockets here
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.options.port
+
+        admin = web.AppRunner(admin_app(self), access_log=None)
+        await admin.setup()
+        path = self.home.operator_socket
+        if path.exists():
+            path.unlink()
+        old_umask = os.umask(0o077)  # the socket is created owner-only
+        try:
+            await web.UnixSite(admin, str(path)).start()
+        finally:
+            os.umask(old_umask)
+        self._runners.append(admin)
+
+    async def stop(self) -> None:
+        await self.pipeline.stop()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        try:
+            await self.audit.append("gateway.stop", {"state": self.control.state.value})
+        except Exception:
+            pass
+        await self.audit.close()
+        await self.venue.close()
+        try:
+            self.home.operator_socket.unlink()
+        except FileNotFoundError:
+            pass
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.options.host}:{self.bound_port or self.options.port}"
+
+
+async def run(home: Home, options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    gateway = Gateway(home, options)
+    await gateway.start()
+    try:
+        await gateway.listen()
+        print(f"gateway ready on {gateway.base_url} (venue {options.venue}, policy v{gateway.active_policy.version}, "
+              f"state {gateway.control.state.value}); operator socket {home.operator_socket}", flush=True)
+        if ready is not None:
+            ready.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+def serve(home_path: str | Path, options: ServeOptions) -> None:
+    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(Home.at(home_path), options))

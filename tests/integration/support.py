@@ -1,0 +1,83 @@
+"""Helpers shared by the end-to-end tests (fixtures are in conftest.py)."""
+
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.bootstrap import InitResult
+from gateway.home import Home
+from gateway.keys.broker import BrokerKeys
+from gateway.keys.vault import Vault
+from gateway.server import Gateway, ServeOptions
+
+BROKER_KEY_ID = "PKUPSTREAM0000000042"
+BROKER_SECRET = "upstream-broker-secret-do-not-leak-5b2e"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PaperBrokerProcess:
+    url: str
+    key_id: str
+    secret: str
+    process: subprocess.Popen
+
+    async def set_prices(self, prices: dict) -> None:
+        async with aiohttp.ClientSession(headers=self.headers) as session:
+            async with session.post(f"{self.url}/_paper/prices", json=prices) as resp:
+                assert resp.status == 200, await resp.text()
+
+    async def orders(self) -> list[dict]:
+        async with aiohttp.ClientSession(headers=self.headers) as session:
+            async with session.get(f"{self.url}/v2/orders", params={"status": "all", "limit": "500"}) as resp:
+                assert resp.status == 200
+                return await resp.json()
+
+    @property
+    def headers(self) -> dict:
+        return {"APCA-API-KEY-ID": self.key_id, "APCA-API-SECRET-KEY": self.secret}
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    url: str
+    key_id: str
+    secret: str
+    init: InitResult
+
+    @property
+    def headers(self) -> dict:
+        return {"APCA-API-KEY-ID": self.key_id, "APCA-API-SECRET-KEY": self.secret}
+
+
+async def start_gateway(init: InitResult, **options) -> RunningGateway:
+    options.setdefault("port", 0)
+    options.setdefault("reconcile_interval_s", 0.5)
+    gateway = Gateway(Home.at(init.home), ServeOptions(**options))
+    await gateway.start()
+    await gateway.listen()
+    return RunningGateway(gateway, gateway.base_url, init.bot_key_id, init.bot_secret, init)
+
+
+def store_broker_key(init: InitResult, key_id: str = BROKER_KEY_ID, secret: str = BROKER_SECRET) -> None:
+    BrokerKeys(Vault.open(Home.at(init.home))).set("alpaca", key_id, secret)
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

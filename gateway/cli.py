@@ -284,6 +284,90 @@ def cmd_unlock(args) -> int:
     return 0
 
 
+def cmd_policy(args) -> int:
+    from .policy import signing
+
+    sub = args.policy_command
+    if sub == "keygen":
+        key_id = signing.generate_keypair(Path(args.out))
+        print(f"key id {key_id}: private key {args.out} (owner-only), public key {Path(args.out).with_suffix('.pub')}")
+        return 0
+    if sub == "sign":
+        sig = signing.sign_file(Path(args.file), Path(args.key), kind="trust" if args.trust else "policy")
+        doc = signing.read_sig_file(Path(args.file)) or {}
+        print(f"signed {args.file}: {len(doc.get('signatures', []))} signature(s) in {sig}")
+        return 0
+    if sub == "schema":
+        from .policy.schema import json_schema
+
+        _print_json(json_schema())
+        return 0
+
+    from .policy.diff import render_diff
+    from .policy.store import PolicyRefused, PolicyStore
+
+    home = Home.at(args.home)
+    store = PolicyStore(home)
+    if sub == "show":
+        active = store.load_active()
+        print(f"# version {active.version}, sha256 {active.sha256}, signed by {', '.join(sorted(active.signers))}")
+        sys.stdout.write(home.active_policy.read_text())
+        return 0
+    if sub in ("verify", "diff"):
+        verdict = store.check_file(Path(args.file))
+        if sub == "diff":
+            try:
+                active_version = store.load_active().version
+            except PolicyRefused:
+                active_version = None
+            print(render_diff(verdict.changes, old_version=active_version,
+                              new_version=verdict.policy.version if verdict.policy else None))
+            if not verdict.ok:
+                print(f"(apply would be refused: {verdict.code})")
+            return 0
+        if verdict.ok:
+            print(f"ok: {args.file} would be accepted (signed by {', '.join(sorted(verdict.signers))})")
+            return 0
+        return _fail(f"refused ({verdict.code}): {verdict.message}")
+    if sub == "apply":
+        path = str(Path(args.file).resolve())
+        try:
+            live = operator_call(home, "POST", "/policy/apply", {"path": path, "actor": "cli"})
+        except RuntimeError as exc:
+            return _fail(str(exc))
+        if live is None:
+            try:
+                active = store.apply(Path(path))
+            except PolicyRefused as exc:
+                _audit_cli(home, "policy.refused", {"path": path, "code": exc.code, "message": exc.message})
+                return _fail(f"refused ({exc.code}): {exc.message}")
+            _audit_cli(home, "policy.apply", {"version": active.version, "sha256": active.sha256,
+                                              "signers": sorted(active.signers)})
+            print(f"installed policy v{active.version} ({active.sha256[:12]}); the gateway is not running and will start with it")
+            return 0
+        print(f"applied policy v{live['version']} ({live['sha256'][:12]}) to the running gateway")
+        return 0
+    raise AssertionError(sub)
+
+
+def cmd_trust(args) -> int:
+    from .policy import signing
+    from .policy.trust import Trust, rotate_trust
+
+    home = Home.at(args.home)
+    current = Trust.load(home.trust)
+    public = signing.load_public_key(Path(args.public_key))
+    successor = current.successor(add={args.name or signing.key_id_of(public): signing.public_key_b64(public)})
+    draft = home.policy_dir / f"trust-v{successor.version}.json"
+    draft.write_bytes(successor.to_bytes())
+    for key in args.key:
+        signing.sign_file(draft, Path(key), kind="trust")
+    trust = rotate_trust(home, draft)
+    _audit_cli(home, "trust.rotate", {"version": trust.version, "keys": sorted(trust.keys)})
+    print(f"trust v{trust.version}: {len(trust.keys)} keys, threshold {trust.threshold}, loosening needs {trust.loosen_threshold}")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -355,6 +439,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cancel-open", action="store_true", help="also cancel every open order")
     p.add_argument("--flatten", action="store_true", help="also close every position")
     p.set_defaults(func=cmd_lockdown)
+
+    p = sub.add_parser("policy", help="signed risk policies")
+    ps = p.add_subparsers(dest="policy_command", required=True)
+    k = ps.add_parser("keygen", help="create a policy-signing key pair")
+    k.add_argument("--out", required=True, help="path of the private key (.pub is written beside it)")
+    k = ps.add_parser("sign", help="sign FILE (adds to FILE.sig)")
+    k.add_argument("file")
+    k.add_argument("--key", required=True)
+    k.add_argument("--trust", action="store_true", help="FILE is a trust document, not a policy")
+    for name, text in (("verify", "check FILE against the home's trust and active policy"),
+                       ("diff", "each field of FILE against the active policy: tighten or loosen"),
+                       ("apply", "install FILE; the running gateway switches atomically or refuses")):
+        k = ps.add_parser(name, help=text)
+        k.add_argument("file")
+        k.add_argument("--home", required=True)
+    k = ps.add_parser("show", help="the active policy")
+    k.add_argument("--home", required=True)
+    ps.add_parser("schema", help="the policy's JSON Schema")
+    p.set_defaults(func=cmd_policy)
+
+    p = sub.add_parser("trust", help="policy signers")
+    ts = p.add_subparsers(dest="trust_command", required=True)
+    k = ts.add_parser("add-key", help="trust another signer (signed by current signers)")
+    k.add_argument("--home", required=True)
+    k.add_argument("--public-key", required=True)
+    k.add_argument("--name")
+    k.add_argument("--key", action="append", required=True, help="a current signer's private key (repeat)")
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("unlock", help="return to ACTIVE")
     p.add_argument("--home", required=True)

@@ -30,7 +30,7 @@ from .keys.broker import BrokerKeyMissing, BrokerKeys
 from .keys.clients import BotCredentials
 from .keys.master import VaultError
 from .keys.vault import Vault
-from .model import TradingState
+from .model import TradingState, utcnow
 from .pipeline import RiskGateway
 from .policy.store import PolicyRefused, PolicyStore
 from .risk.engine import EngineConfig, RiskEngine
@@ -103,7 +103,7 @@ class Gateway:
             engine=self.engine,
             control=self.control,
             audit=self.audit,
-            policy=lambda: self.active_policy,
+            policy=self.current_policy,
             scopes=self.clients.scopes_of,
             reconcile_interval_s=options.reconcile_interval_s,
         )
@@ -111,6 +111,17 @@ class Gateway:
         self.bound_port: int | None = None
 
     # -- parts -----------------------------------------------------------------------------
+
+    def install_policy(self, active) -> None:
+        """Switch policies: one assignment, so a decision sees the old or the new, never a mix."""
+        self.active_policy = active
+
+    def current_policy(self):
+        """The policy decisions are made under; None once it has expired (fail closed)."""
+        active = self.active_policy
+        if active.policy.expires <= utcnow():
+            return None
+        return active
 
     def _build_venue(self) -> Venue:
         name = self.options.venue

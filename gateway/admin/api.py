@@ -8,6 +8,7 @@ Routes (JSON in, JSON out):
   POST /lockdown                {"reason", "reduce_only", "cancel_open", "flatten", "actor"}
   POST /unlock                  {"reason", "actor"}
   POST /paper/prices            {"SYMBOL": price}  (embedded paper venue only)
+  POST /policy/apply            {"path": "/abs/policy.yaml"}: verify, install, switch atomically
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def admin_app(gateway: "Gateway") -> web.Application:
     app.router.add_post("/lockdown", lockdown)
     app.router.add_post("/unlock", unlock)
     app.router.add_post("/paper/prices", paper_prices)
+    app.router.add_post("/policy/apply", policy_apply)
     return app
 
 
@@ -156,3 +158,31 @@ async def paper_prices(request: web.Request) -> web.Response:
     engine.set_prices(prices)
     await gateway.pipeline.reconcile()
     return _json({symbol: fmt(price) for symbol, price in prices.items()})
+
+
+async def policy_apply(request: web.Request) -> web.Response:
+    """Install a signed policy and switch to it between two decisions, or refuse and keep the
+    active one. The swap is one attribute assignment; each decision reads the policy once."""
+    from pathlib import Path
+
+    from ..policy.store import PolicyRefused
+
+    gateway = request.app[GATEWAY_KEY]
+    body = await _body(request)
+    path = Path(str(body.get("path", "")))
+    actor = str(body.get("actor", "operator"))
+    if not path.is_absolute():
+        raise ValueError("path must be absolute")
+    try:
+        active = gateway.policy_store.apply(path)
+    except PolicyRefused as exc:
+        await gateway.audit.append("policy.refused", {"path": str(path), "code": exc.code, "message": exc.message, "actor": actor})
+        return _json({"error": f"refused ({exc.code}): {exc.message}", "code": exc.code}, 409)
+    previous = gateway.active_policy
+    gateway.install_policy(active)
+    await gateway.audit.append(
+        "policy.apply",
+        {"from_version": previous.version, "version": active.version, "sha256": active.sha256,
+         "signers": sorted(active.signers), "actor": actor},
+    )
+    return _json({"version": active.version, "sha256": active.sha256})

@@ -1,0 +1,185 @@
+"""The standalone paper broker: the paper venue served over HTTP in a broker's own API.
+
+``gatewayctl paper-broker`` runs it. It speaks the Alpaca dialect (the same code the gateway serves
+bots with) over ``DirectBackend(PaperVenue)``, so the gateway's HTTP venues are tested against a
+real server over a real socket. Besides Alpaca's trading API it serves:
+
+- ``POST /_paper/prices`` ``{"SYMBOL": price}``: moves marks (tests trigger stops and losses);
+- Alpaca's latest-trade market-data endpoints, so ``AlpacaVenue.latest_price`` works against it:
+  ``/v2/stocks/{symbol}/trades/latest``, ``/v1beta3/crypto/us/latest/trades?symbols=``,
+  ``/v1beta1/options/trades/latest?symbols=``;
+- ``GET /health`` (no credentials).
+
+Every route but ``/health`` needs the one configured key pair, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from decimal import Decimal
+
+import orjson
+from aiohttp import web
+
+from .dialects import alpaca as dialect
+from .errors import InvalidRequest, NotFound, Unauthorized
+from .model import AssetClass, Caller, utcnow
+from .numbers import MAX_PRICE, fmt, parse_decimal
+from .venues.base import Authenticator, DirectBackend
+from .venues.paper import PaperVenue
+from .wire import alpaca as wire
+
+log = logging.getLogger(__name__)
+
+VENUE = web.AppKey("paper_venue", PaperVenue)
+MAX_PRICE_UPDATES = 1000
+SUPPORTED_DIALECTS = ("alpaca",)
+
+
+class SingleKeyAuthenticator(Authenticator):
+    """Accepts exactly one key pair. Both parts are always compared, in constant time, so the
+    timing says nothing about which part was wrong."""
+
+    def __init__(self, key_id: str, secret: str):
+        if not key_id or not secret:
+            raise ValueError("the paper broker needs a non-empty key id and secret")
+        self._key_id = key_id.encode()
+        self._secret = secret.encode()
+
+    def __repr__(self) -> str:
+        return "SingleKeyAuthenticator(<key hidden>)"
+
+    def _check(self, key_id: str, secret: str | None) -> None:
+        key_ok = hmac.compare_digest(key_id.encode("utf-8", "surrogateescape"), self._key_id)
+        secret_ok = secret is None or hmac.compare_digest(secret.encode("utf-8", "surrogateescape"), self._secret)
+        if not (key_ok and secret_ok):
+            raise Unauthorized("invalid credentials")
+
+    def authenticate(self, key_id: str, secret: str, dialect: str, remote: str | None) -> Caller:
+        self._check(key_id, secret)
+        return Caller(key_id=key_id, dialect=dialect, remote=remote)
+
+    def hmac_secret(self, key_id: str, dialect: str, remote: str | None) -> tuple[bytes, Caller]:
+        self._check(key_id, None)
+        return self._secret, Caller(key_id=key_id, dialect=dialect, remote=remote)
+
+
+def build_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> web.Application:
+    """The paper broker as an aiohttp app (Alpaca dialect at /v2, plus prices, market data, health)."""
+    auth = SingleKeyAuthenticator(key_id, secret)
+    # The root app has the same middlewares, so its own routes answer errors the Alpaca way;
+    # the sub-app sees the request already authenticated and does not check it twice.
+    app = web.Application(middlewares=dialect.alpaca_middlewares(auth))
+    app[VENUE] = venue
+    trading = dialect.alpaca_app(DirectBackend(venue), auth)
+    trading.router.add_get("/stocks/{symbol}/trades/latest", stock_latest_trade)
+    app.add_subapp("/v2", trading)
+    app.router.add_get("/health", health)
+    app.router.add_post("/_paper/prices", set_prices)
+    app.router.add_get("/v1beta3/crypto/us/latest/trades", crypto_latest_trades)
+    app.router.add_get("/v1beta1/options/trades/latest", option_latest_trades)
+    app.on_startup.append(_start_venue)
+    app.on_cleanup.append(_close_venue)
+    return app
+
+
+async def _start_venue(app: web.Application) -> None:
+    await app[VENUE].start()
+
+
+async def _close_venue(app: web.Application) -> None:
+    await app[VENUE].close()
+
+
+@dialect.public
+async def health(request: web.Request) -> web.Response:
+    return dialect.json_response({"status": "ok", "service": "paper-broker", "dialect": "alpaca"})
+
+
+async def set_prices(request: web.Request) -> web.Response:
+    body = await dialect.read_json_object(request, 65536)
+    if not body:
+        raise InvalidRequest("send at least one price: {\"SYMBOL\": price}")
+    if len(body) > MAX_PRICE_UPDATES:
+        raise InvalidRequest(f"at most {MAX_PRICE_UPDATES} prices per request")
+    prices = {}
+    for raw_symbol, value in body.items():
+        symbol, _ = wire.parse_symbol(raw_symbol, "symbol")
+        prices[symbol] = parse_decimal(value, f"price for {symbol}", maximum=MAX_PRICE)
+    await request.config_dict[VENUE].set_prices(prices)
+    return dialect.json_response({symbol: fmt(price) for symbol, price in prices.items()})
+
+
+def _json_object(members: dict[str, str]) -> str:
+    """A JSON object from members whose values are already JSON text."""
+    return "{" + ",".join(f"{_json_str(key)}:{value}" for key, value in members.items()) + "}"
+
+
+def _json_str(value: str | None) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _trade_json(price: Decimal) -> str:
+    """One trade in Alpaca's market-data shape. Market data carries prices as JSON numbers; the
+    number is written from the Decimal's exact text, since a float could round it."""
+    return _json_object({"t": _json_str(wire.iso(utcnow())), "p": fmt(price), "s": "0", "i": "0"})
+
+
+def _market_data(members: dict[str, str]) -> web.Response:
+    return web.Response(text=_json_object(members), content_type="application/json")
+
+
+async def stock_latest_trade(request: web.Request) -> web.Response:
+    symbol, asset_class = wire.parse_symbol(request.match_info["symbol"], "symbol")
+    if asset_class is not AssetClass.US_EQUITY:
+        raise NotFound(f"{symbol} is not a stock")
+    price = await request.config_dict[VENUE].latest_price(symbol, asset_class)
+    return _market_data({"symbol": _json_str(symbol), "trade": _trade_json(price)})
+
+
+async def _latest_trades(request: web.Request, wanted: AssetClass) -> web.Response:
+    """Trades for each known symbol; unknown ones are left out, as Alpaca does."""
+    venue = request.config_dict[VENUE]
+    trades = {}
+    for symbol in dialect.query_symbols(request.query):
+        if wire.parse_symbol(symbol)[1] is not wanted:
+            continue
+        try:
+            trades[symbol] = _trade_json(await venue.latest_price(symbol, wanted))
+        except NotFound:
+            continue
+    return _market_data({"trades": _json_object(trades)})
+
+
+async def crypto_latest_trades(request: web.Request) -> web.Response:
+    return await _latest_trades(request, AssetClass.CRYPTO)
+
+
+async def option_latest_trades(request: web.Request) -> web.Response:
+    return await _latest_trades(request, AssetClass.US_OPTION)
+
+
+async def run_paper_broker(
+    host: str,
+    port: int,
+    *,
+    equity: Decimal,
+    key_id: str,
+    secret: str,
+    dialect: str = "alpaca",
+) -> None:
+    """Serve a paper broker on host:port until cancelled."""
+    if dialect not in SUPPORTED_DIALECTS:
+        raise ValueError(f"paper broker dialect {dialect!r} is not supported yet; supported: {', '.join(SUPPORTED_DIALECTS)}")
+    venue = PaperVenue(starting_equity=equity)
+    runner = web.AppRunner(build_paper_broker_app(venue, key_id=key_id, secret=secret), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("paper broker (%s) listening on %s:%s", dialect, host, port)
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await runner.cleanup()

@@ -368,6 +368,44 @@ def cmd_trust(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from .audit import verify
+
+    home = Home.at(args.home)
+    if args.audit_command == "verify":
+        from .audit.checkpoint import load_public_key
+
+        public_key = load_public_key(home.audit_signing_key) if home.audit_signing_key.exists() else None
+        result = verify.verify_log(home.audit_log, checkpoints_path=home.audit_checkpoints, public_key=public_key)
+        if args.json:
+            _print_json({"ok": result.ok, "records": result.records, "last_seq": result.last_seq,
+                         "error": result.error, "error_seq": result.error_seq, "checkpoints": result.checkpoints})
+        elif result.ok:
+            print(f"ok: {result.records} records, chain intact through seq {result.last_seq}, "
+                  f"{result.checkpoints} signed checkpoints verified")
+        else:
+            print(f"TAMPERED or damaged at seq {result.error_seq}: {result.error}", file=sys.stderr)
+        return 0 if result.ok else 1
+    if args.audit_command == "export":
+        records = verify.iter_records(home.audit_log, since_seq=args.since_seq)
+    elif args.audit_command == "tail":
+        records = _last(verify.iter_records(home.audit_log), args.n)
+    else:  # query
+        records = verify.query(home.audit_log, type=args.type, key_id=args.key_id, code=args.code,
+                               decision=args.decision, since=args.since, until=args.until)
+    out = sys.stdout.buffer
+    for record in records:
+        out.write(record.line if record.line else orjson.dumps(record.to_dict()) + b"\n")
+    out.flush()
+    return 0
+
+
+def _last(records, n: int):
+    from collections import deque
+
+    return deque(records, maxlen=n)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -467,6 +505,28 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--name")
     k.add_argument("--key", action="append", required=True, help="a current signer's private key (repeat)")
     p.set_defaults(func=cmd_trust)
+
+    p = sub.add_parser("audit", help="the tamper-evident audit log")
+    aus = p.add_subparsers(dest="audit_command", required=True)
+    k = aus.add_parser("verify", help="exit 0 if and only if the log is intact")
+    k.add_argument("--home", required=True)
+    k.add_argument("--json", action="store_true")
+    k = aus.add_parser("export", help="records as JSON lines on standard output")
+    k.add_argument("--home", required=True)
+    k.add_argument("--jsonl", action="store_true", help="JSON lines (the only format)")
+    k.add_argument("--since-seq", type=int)
+    k = aus.add_parser("tail", help="the last N records")
+    k.add_argument("--home", required=True)
+    k.add_argument("-n", type=int, default=20)
+    k = aus.add_parser("query", help="records by bot, code, decision, type, time")
+    k.add_argument("--home", required=True)
+    k.add_argument("--key-id")
+    k.add_argument("--code")
+    k.add_argument("--decision", choices=("allow", "deny"))
+    k.add_argument("--type", help="exact type, or a prefix ending in '.' (order.)")
+    k.add_argument("--since", help="ISO-8601 time")
+    k.add_argument("--until", help="ISO-8601 time")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("unlock", help="return to ACTIVE")
     p.add_argument("--home", required=True)

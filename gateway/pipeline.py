@@ -72,6 +72,7 @@ class RiskGateway(Backend):
         reconcile_interval_s: float = 2.0,
         price_ttl_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_decision: Callable[[Decision, float], None] | None = None,
     ):
         self.venue = venue
         self.engine = engine
@@ -83,6 +84,7 @@ class RiskGateway(Backend):
         self.reconcile_interval_s = reconcile_interval_s
         self.price_ttl_s = price_ttl_s
         self.monotonic = monotonic
+        self.on_decision = on_decision
         self._prices: dict[str, tuple[Decimal, float]] = {}
         self._assets: dict[str, Asset] = {}
         self._in_flight: set[asyncio.Future] = set()
@@ -119,6 +121,7 @@ class RiskGateway(Backend):
 
     async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order:
         self._require_trade(caller)
+        started = self.monotonic()
         if intent.client_order_id is None:
             # Our own id makes a retry after an uncertain answer safe to resolve upstream.
             intent = replace(intent, client_order_id=f"gw-{uuid.uuid4().hex}")
@@ -136,9 +139,13 @@ class RiskGateway(Backend):
                 monotonic=self.monotonic(),
                 caller=caller,
             )
-        return await self._record_and_forward(
-            caller, "order", intent, final, decision, reservation, price, lambda: self.venue.submit_order(final)
-        )
+        try:
+            return await self._record_and_forward(
+                caller, "order", intent, final, decision, reservation, price, lambda: self.venue.submit_order(final)
+            )
+        finally:
+            if self.on_decision is not None:
+                self.on_decision(decision, self.monotonic() - started)
 
     async def replace_order(self, caller: Caller, order_id: str, change: OrderReplace) -> Order:
         """A replace is a new order: judged in full, without the order it replaces."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from .admin.metrics import GatewayMetrics
 from .audit.checkpoint import load_or_create_checkpoint_key
 from .audit.log import AuditLog
 from .control.state import TradingControl
@@ -96,6 +97,7 @@ class Gateway:
             checkpoint_path=home.audit_checkpoints,
         )
         self.venue = self._build_venue()
+        self.metrics = GatewayMetrics()
         self.portfolio = Portfolio()
         self.engine = RiskEngine(self.portfolio, EngineConfig(max_snapshot_age_s=options.max_snapshot_age_s))
         self.pipeline = RiskGateway(
@@ -106,7 +108,9 @@ class Gateway:
             policy=self.current_policy,
             scopes=self.clients.scopes_of,
             reconcile_interval_s=options.reconcile_interval_s,
+            on_decision=self.metrics.on_decision,
         )
+        self.metrics.attach(self)
         self._runners: list[web.AppRunner] = []
         self.bound_port: int | None = None
 

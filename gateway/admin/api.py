@@ -5,6 +5,7 @@ home), so there is no bot credential that reaches it and no TCP port by default.
 
 Routes (JSON in, JSON out):
   GET  /status                  trading state, policy, exposure against each limit
+  GET  /metrics                 Prometheus text format
   POST /lockdown                {"reason", "reduce_only", "cancel_open", "flatten", "actor"}
   POST /unlock                  {"reason", "actor"}
   POST /paper/prices            {"SYMBOL": price}  (embedded paper venue only)
@@ -33,6 +34,7 @@ def admin_app(gateway: "Gateway") -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[_errors])
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/lockdown", lockdown)
     app.router.add_post("/unlock", unlock)
     app.router.add_post("/paper/prices", paper_prices)
@@ -99,6 +101,13 @@ def status_snapshot(gateway: "Gateway") -> dict:
         "last_reconcile_error": gateway.pipeline.last_reconcile_error,
         "audit": {"seq": gateway.audit.seq, "broken": gateway.audit.broken},
     }
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from .metrics import CONTENT_TYPE
+
+    body = request.app[GATEWAY_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def status(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ import orjson
 
 from gateway.audit.verify import iter_records
 
-from .support import start_gateway
+from .support import start_gateway, wait_for
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 
@@ -94,16 +94,19 @@ async def test_hot_apply_during_500_concurrent_orders_is_atomic(gateway_home, sh
     tighter = edited(gateway_home.home, short_tmp / "v2.yaml", 2, "0.001")
     run("policy", "sign", str(tighter), "--key", str(gateway_home.signer_key))
     try:
-        async with aiohttp.ClientSession(headers=gw.headers, connector=aiohttp.TCPConnector(limit=100)) as session:
+        async with aiohttp.ClientSession(headers=gw.headers, connector=aiohttp.TCPConnector(limit=20)) as session:
             async def order(symbol):
                 body = {"symbol": symbol, "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
                 async with session.post(f"{gw.url}/v2/orders", json=body) as resp:
                     return resp.status, await resp.json()
 
             orders = [asyncio.create_task(order(s)) for s in symbols]
-            await asyncio.sleep(0.05)
-            code, out = await arun("policy", "apply", str(tighter), "--home", str(gateway_home.home))
-            assert code == 0, out
+            # Apply once the stream is under way (some decisions made, most still to come).
+            await wait_for(lambda: gw.gateway.audit.seq >= 60, timeout=30)
+            connector = aiohttp.UnixConnector(path=str(gw.gateway.home.operator_socket))
+            async with aiohttp.ClientSession(connector=connector) as operator:
+                async with operator.post("http://gateway/policy/apply", json={"path": str(tighter)}) as resp:
+                    assert resp.status == 200, await resp.text()
             results = await asyncio.gather(*orders)
     finally:
         await gw.gateway.stop()

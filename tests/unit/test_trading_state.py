@@ -1,6 +1,5 @@
 """The persisted trading state: fail-closed reads and cross-process visibility."""
 
-import os
 
 import pytest
 

@@ -25,6 +25,7 @@ from .control.state import TradingControl
 from .errors import (
     Forbidden,
     GatewayError,
+    InvalidRequest,
     NotFound,
     RiskRejected,
     TradingHalted,
@@ -46,6 +47,7 @@ from .model import (
     OrderType,
     TradingState,
     Violation,
+    classify_symbol,
     utcnow,
 )
 from .risk.engine import PolicyLike, RiskEngine
@@ -285,6 +287,56 @@ class RiskGateway(Backend):
     async def get_asset(self, caller, symbol):
         return await self.venue.get_asset(symbol)
 
+    async def get_leverage(self, caller, symbol):
+        return await self.venue.get_leverage(symbol)
+
+    async def set_leverage(self, caller: Caller, symbol: str, leverage: int) -> int:
+        """A leverage setting is a risk decision: above the policy's ceiling it is refused (or
+        clamped when the rail says so); the venue never gets a setting the policy forbids."""
+        self._require_trade(caller)
+        policy = self.policy()
+        asset_class = _asset_class_of(symbol)
+        limit, rail_name, on_violation = _leverage_limit(policy, asset_class)
+        violation = None
+        effective = leverage
+        if leverage < 1:
+            raise InvalidRequest("leverage must be a whole number of at least 1")
+        if policy is None:
+            violation = Violation("no_policy", "no_policy: no valid signed policy is active")
+        elif self.control.state is TradingState.LOCKED:
+            violation = Violation("trading_locked", "trading_locked: the gateway is LOCKED; only cancels are accepted")
+        elif limit is not None and leverage > limit:
+            if on_violation == "clamp":
+                effective = int(limit)
+            else:
+                violation = Violation(
+                    rail_name.rsplit(".", 1)[-1] if rail_name else "max_leverage",
+                    f"{rail_name}: leverage {leverage}x requested for {symbol}, limit {limit}x",
+                    limit=limit,
+                    value=Decimal(leverage),
+                )
+        decision = self._deny(violation) if violation else Decision(
+            allowed=True, policy_version=policy.version, policy_hash=policy.sha256,
+            notes=(f"leverage clamped from {leverage}x to {effective}x",) if effective != leverage else (),
+        )
+        await self._audit(
+            "leverage.decision",
+            caller,
+            {"symbol": symbol, "requested": leverage, "effective": effective, "decision": "allow" if decision.allowed else "deny",
+             "codes": list(decision.codes), "policy_version": decision.policy_version},
+        )
+        if not decision.allowed:
+            raise RiskRejected(decision)
+        result = await self.venue.set_leverage(symbol, effective)
+        self.portfolio.set_leverage(symbol, asset_class, Decimal(result))
+        await self._audit("leverage.set", caller, {"symbol": symbol, "leverage": result})
+        return result
+
+    async def set_margin_mode(self, caller: Caller, symbol: str, mode: str) -> None:
+        self._require_trade(caller)
+        await self._audit("margin_mode.set", caller, {"symbol": symbol, "mode": mode})
+        await self.venue.set_margin_mode(symbol, mode)
+
     # -- reconciliation --------------------------------------------------------------------
 
     async def reconcile(self) -> bool:
@@ -467,6 +519,24 @@ class RiskGateway(Backend):
         self._prices[symbol] = (price, now)
         self.portfolio.update_mark(symbol, asset_class, price)
         return price
+
+
+def _asset_class_of(symbol: str) -> AssetClass:
+    return classify_symbol(symbol) or AssetClass.CRYPTO
+
+
+def _leverage_limit(policy: PolicyLike | None, asset_class: AssetClass) -> tuple[Decimal | None, str, str]:
+    """The tightest leverage ceiling for a symbol: the account's, and its asset class's when the
+    policy has one. Returns (limit, rail name, on_violation)."""
+    if policy is None:
+        return None, "", "reject"
+    rails = policy.policy.rails()
+    best: tuple[Decimal | None, str, str] = (None, "", "reject")
+    for name in ("account.max_leverage", f"asset_classes.{asset_class.value}.leverage"):
+        rail = rails.get(name)
+        if rail is not None and rail.active and (best[0] is None or rail.limit < best[0]):
+            best = (rail.limit, name, rail.on_violation)
+    return best
 
 
 def _replacement_intent(old: Order, change: OrderReplace) -> OrderIntent:

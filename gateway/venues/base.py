@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from decimal import Decimal
 
+from ..errors import OrderRejected
 from ..model import (
     Account,
     Asset,
@@ -93,6 +94,19 @@ class Venue(ABC):
     async def get_asset(self, symbol: str) -> Asset:
         """Raises NotFound for an unknown symbol."""
 
+    # Margin venues (futures). Cash venues keep the defaults: 1x, and no changes accepted.
+
+    async def get_leverage(self, symbol: str) -> int:
+        return 1
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        """Set the symbol's leverage; returns the leverage now in force."""
+        raise OrderRejected(f"{self.name} does not support leverage settings")
+
+    async def set_margin_mode(self, symbol: str, mode: str) -> None:
+        """``isolated`` or ``cross``."""
+        raise OrderRejected(f"{self.name} does not support margin modes")
+
 
 class Backend(ABC):
     """What a dialect serves to an authenticated caller."""
@@ -143,6 +157,17 @@ class Backend(ABC):
 
     @abstractmethod
     async def get_asset(self, caller: Caller, symbol: str) -> Asset: ...
+
+    # Margin (futures) operations; a backend that has no margin venue refuses them.
+
+    async def get_leverage(self, caller: Caller, symbol: str) -> int:
+        return 1
+
+    async def set_leverage(self, caller: Caller, symbol: str, leverage: int) -> int:
+        raise OrderRejected("leverage settings are not supported here")
+
+    async def set_margin_mode(self, caller: Caller, symbol: str, mode: str) -> None:
+        raise OrderRejected("margin modes are not supported here")
 
 
 class DirectBackend(Backend):
@@ -195,6 +220,15 @@ class DirectBackend(Backend):
 
     async def get_asset(self, caller, symbol):
         return await self.venue.get_asset(symbol)
+
+    async def get_leverage(self, caller, symbol):
+        return await self.venue.get_leverage(symbol)
+
+    async def set_leverage(self, caller, symbol, leverage):
+        return await self.venue.set_leverage(symbol, leverage)
+
+    async def set_margin_mode(self, caller, symbol, mode):
+        return await self.venue.set_margin_mode(symbol, mode)
 
 
 class Authenticator(ABC):

@@ -235,12 +235,44 @@ def cmd_broker_keys(args) -> int:
         secret = _read_secret(f"{args.venue} secret for {args.key_id}: ")
     except ValueError as exc:
         return _fail(str(exc))
-    version = (keys.set if args.broker_command == "set" else keys.rotate)(args.venue, args.key_id, secret)
+    if args.broker_command == "rotate":
+        # Prove the new key works (a read-only call) before it replaces the old one.
+        problem = asyncio.run(_validate_broker_key(args.venue, args.key_id, secret, args.upstream_url, args.exchange))
+        if problem is not None:
+            _audit_cli(home, "broker_key.rotate.refused", {"venue": args.venue, "reason": problem})
+            return _fail(f"the new {args.venue} key was not accepted by the venue ({problem}); nothing changed")
+        version = keys.rotate(args.venue, args.key_id, secret)
+    else:
+        version = keys.set(args.venue, args.key_id, secret)
     described = keys.describe(args.venue)
     _audit_cli(home, f"broker_key.{args.broker_command}", {"venue": args.venue, "key_id": described["key_id"], "version": version})
     print(f"{args.broker_command}: {args.venue} key {described['key_id']} (version {version}); "
-          "restart or rotate takes effect on the next order")
+          "a running gateway uses it from its next request")
     return 0
+
+
+async def _validate_broker_key(venue_name: str, key_id: str, secret: str, upstream_url: str | None, exchange: str) -> str | None:
+    """None when the venue accepts the key for a read-only account call, else why not."""
+    from .errors import GatewayError
+
+    if venue_name == "alpaca":
+        from .venues.alpaca import AlpacaVenue
+
+        kwargs = {"base_url": upstream_url} if upstream_url else {}
+        venue = AlpacaVenue(lambda: (key_id, secret), **kwargs)
+    else:
+        from .venues.ccxt import CcxtVenue
+
+        urls = {"api": upstream_url} if upstream_url else None
+        venue = CcxtVenue(exchange, lambda: (key_id, secret), urls=urls)
+    try:
+        await venue.start()
+        await venue.get_account()
+    except GatewayError as exc:
+        return exc.message
+    finally:
+        await venue.close()
+    return None
 
 
 def cmd_lockdown(args) -> int:
@@ -464,10 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker-keys", help="the upstream broker key, stored encrypted")
     bs = p.add_subparsers(dest="broker_command", required=True)
     for name in ("set", "rotate"):
-        b = bs.add_parser(name, help="the secret is read from standard input")
+        b = bs.add_parser(name, help="the secret is read from standard input" + (
+            "; the new key is checked with a read-only call first" if name == "rotate" else ""))
         b.add_argument("--home", required=True)
         b.add_argument("--venue", choices=("alpaca", "ccxt"), required=True)
         b.add_argument("--key-id", required=True)
+        b.add_argument("--upstream-url", help="the venue's URL when it is not the default (rotate checks the key there)")
+        b.add_argument("--exchange", default="binanceusdm", help="ccxt exchange id")
     p.set_defaults(func=cmd_broker_keys)
 
     p = sub.add_parser("lockdown", help="stop all new orders now")

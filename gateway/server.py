@@ -11,6 +11,7 @@ plane on a unix socket in the home (owner-only), see ``gateway.admin.api``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -59,6 +60,30 @@ class ServeOptions:
     max_snapshot_age_s: float = 15.0
 
 
+LIVE_ACKNOWLEDGEMENT = "I understand this gateway sends real orders with real money to a live broker account"
+_PAPER_HOSTS = {"paper-api.alpaca.markets"}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def is_live(options: ServeOptions) -> bool:
+    """Is the upstream a live account? Fails safe: anything not known to be paper or local is live."""
+    from urllib.parse import urlparse
+
+    if options.venue == "paper":
+        return False
+    if options.venue == "alpaca":
+        host = urlparse(options.upstream_url).hostname if options.upstream_url else "paper-api.alpaca.markets"
+        return host not in _PAPER_HOSTS and host not in _LOOPBACK and not (host or "").startswith("127.")
+    host = urlparse(options.upstream_url).hostname if options.upstream_url else None
+    return host is None or (host not in _LOOPBACK and not host.startswith("127."))
+
+
+def _consume(future) -> None:
+    """Retrieve a fire-and-forget audit result so a failure is not reported as unhandled."""
+    if not future.cancelled():
+        future.exception()
+
+
 def read_config(home: Home) -> dict:
     try:
         return orjson.loads(home.config.read_bytes())
@@ -82,7 +107,7 @@ class Gateway:
             self.vault = Vault.open(home)
         except VaultError as exc:
             raise StartupError(f"refusing to start: {exc}") from None
-        self.clients = BotCredentials(home, self.vault)
+        self.clients = BotCredentials(home, self.vault, on_auth_failure=self._auth_failed)
         self.broker_keys = BrokerKeys(self.vault)
         self.policy_store = PolicyStore(home)
         try:
@@ -96,6 +121,7 @@ class Gateway:
             checkpoint_key=load_or_create_checkpoint_key(home.audit_signing_key),
             checkpoint_path=home.audit_checkpoints,
         )
+        self._require_live_acknowledgement()
         self.venue = self._build_venue()
         self.metrics = GatewayMetrics()
         self.portfolio = Portfolio()
@@ -152,6 +178,31 @@ class Gateway:
                 f"no broker key for the {venue} venue; store one with "
                 f"`gatewayctl broker-keys set --home {self.home.root} --venue {venue} --key-id ID` (secret on stdin)"
             ) from None
+
+    def _require_live_acknowledgement(self) -> None:
+        """Trading real money must be a conscious choice written into the home's config by the
+        operator; no command writes it."""
+        if not is_live(self.options):
+            return
+        if self.config.get("live_trading_acknowledgement") != LIVE_ACKNOWLEDGEMENT:
+            raise StartupError(
+                f"refusing to trade against a live upstream ({self.options.venue} "
+                f"{self.options.upstream_url or 'default endpoint'}) without an acknowledgement: add "
+                f'"live_trading_acknowledgement": "{LIVE_ACKNOWLEDGEMENT}" to {self.home.config}'
+            )
+
+    def _auth_failed(self, key_id: str, remote: str | None, reason: str) -> None:
+        """Every refused credential is recorded. An unknown key id is attacker-supplied text (it
+        may even be a secret pasted into the wrong header): only a hash of it is kept."""
+        if reason.startswith("unknown key id") or not key_id.startswith("GK"):
+            key_id = "unknown:" + hashlib.sha256(key_id.encode()).hexdigest()[:12]
+        data = {"key_id": key_id, "remote": remote, "reason": reason}
+        try:
+            self.audit.submit("auth.failure", data).add_done_callback(_consume)
+        except Exception:  # the audit itself is down: it has already locked the gateway
+            log.warning("could not record an authentication failure")
+        if "revoked" in reason and self.config.get("lockdown_on_revoked_key_use"):
+            self.control.set(TradingState.LOCKED, f"revoked credential {key_id} was used from {remote}", "gateway")
 
     def _audit_failed(self, exc: BaseException) -> None:
         # Never trade unrecorded: the audit log is broken, so nothing may be forwarded.

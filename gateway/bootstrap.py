@@ -20,7 +20,7 @@ from .audit.log import append_sync
 from .control.state import TradingControl
 from .home import PRIVATE_DIR_MODE, Home, write_private, write_public
 from .keys.clients import BotCredentials
-from .keys.master import create_master_key
+from .keys.master import ENV_VAR as MASTER_KEY_ENV, create_master_key
 from .keys.vault import Vault
 from .model import utcnow
 from .policy.signing import generate_keypair, read_sig_file, sign_file
@@ -86,8 +86,11 @@ def init_home(path: str | os.PathLike) -> InitResult:
     gateway_id = f"gw-{secrets.token_hex(6)}"
     write_public(home.config, orjson.dumps({"gateway_id": gateway_id, "created_at": utcnow().isoformat()}, option=orjson.OPT_INDENT_2))
 
-    create_master_key(home)
-    vault = Vault.create(home)
+    if os.environ.get(MASTER_KEY_ENV):
+        # The operator keeps the master key outside the home; never write a second one beside it.
+        vault = Vault.create(home)
+    else:
+        vault = Vault.create(home, create_master_key(home))
     write_private(home.operator_token, secrets.token_urlsafe(32).encode())
 
     home.signing_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)

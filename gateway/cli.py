@@ -276,26 +276,34 @@ async def _validate_broker_key(venue_name: str, key_id: str, secret: str, upstre
 
 
 def cmd_lockdown(args) -> int:
+    """The state file first, so the lockdown holds even if the gateway is hung or down; then
+    the running gateway (if any) drains in-flight orders and cancels or flattens."""
+    from .control.state import TradingControl
+    from .model import TradingState
+
     home = Home.at(args.home)
+    target = TradingState.REDUCE_ONLY if args.reduce_only else TradingState.LOCKED
+    previous, _ = TradingControl(home.state).set(target, args.reason, "cli")
+    _audit_cli(home, "control.lockdown.requested", {"from": previous.state.value, "to": target.value, "reason": args.reason})
     body = {"reason": args.reason, "reduce_only": args.reduce_only, "cancel_open": args.cancel_open,
             "flatten": args.flatten, "actor": "cli"}
     try:
         live = operator_call(home, "POST", "/lockdown", body)
-    except RuntimeError as exc:
-        return _fail(str(exc))
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"{target.value}: {args.reason} (state saved; the running gateway did not answer: {exc})", file=sys.stderr)
+        return 3 if (args.cancel_open or args.flatten) else 0
     if live is not None:
-        print(f"{live['state']['state']}: {args.reason} (gateway running; {live['drained_in_flight']} in-flight orders settled)")
+        done = [f"{live['drained_in_flight']} in-flight orders settled"]
+        if "canceled" in live:
+            done.append(f"{len(live['canceled'])} orders canceled")
+        if "flattened" in live:
+            done.append(f"{len(live['flattened'])} positions closed")
+        print(f"{target.value}: {args.reason} (gateway running; {', '.join(done)})")
         return 0
-    from .control.state import TradingControl
-    from .model import TradingState
-
-    target = TradingState.REDUCE_ONLY if args.reduce_only else TradingState.LOCKED
-    previous, record = TradingControl(home.state).set(target, args.reason, "cli")
-    _audit_cli(home, "control.lockdown", {"from": previous.state.value, "to": target.value, "reason": args.reason})
     print(f"{target.value}: {args.reason} (gateway not running; it will start in this state)")
     if args.cancel_open or args.flatten:
-        print("note: --cancel-open/--flatten need the running gateway to reach the venue; start it (it starts locked) "
-              "and repeat the command", file=sys.stderr)
+        print("note: --cancel-open/--flatten need the running gateway to reach the venue; start it (it starts "
+              "in this state) and repeat the command", file=sys.stderr)
         return 3
     return 0
 

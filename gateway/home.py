@@ -119,7 +119,9 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -136,8 +138,21 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def loose_permissions(home: Home) -> list[str]:
-    """Secret files (that exist) readable or writable by group/others, as messages."""
+    """Problems that let another local user read a secret or change what the gateway trusts:
+    secret files readable by group/others, the home or its integrity files (trust, policy,
+    state, config, audit) writable by group/others, or owned by another user."""
     problems = []
+    uid = os.geteuid()
+    st = home.root.stat()
+    if st.st_uid != uid:
+        problems.append(f"{home.root} is owned by uid {st.st_uid}, not by the gateway's user ({uid})")
+    if st.st_mode & 0o077:
+        problems.append(f"{home.root} has mode {st.st_mode & 0o777:o}; it must be 700 (chmod 700 {home.root})")
+    for path in (home.config, home.trust, home.state, home.policy_dir, home.active_policy, home.audit_dir, home.audit_log):
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o022:
+                problems.append(f"{path} is writable by others (mode {mode:o}); chmod go-w {path}")
     for path in home.secret_files:
         if path.exists():
             mode = path.stat().st_mode & 0o777

@@ -27,6 +27,7 @@ from .errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
+    OrderRejected,
     RiskRejected,
     TradingHalted,
     UpstreamUncertain,
@@ -71,6 +72,7 @@ class RiskGateway(Backend):
         audit: AuditLog,
         policy: Callable[[], PolicyLike | None],
         scopes: Callable[[str], frozenset[str]] = lambda key_id: frozenset({TRADE_SCOPE}),
+        asset_classes: Callable[[str], frozenset[AssetClass] | None] = lambda key_id: None,
         reconcile_interval_s: float = 2.0,
         price_ttl_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -83,6 +85,7 @@ class RiskGateway(Backend):
         self.audit = audit
         self.policy = policy
         self.scopes = scopes
+        self.asset_classes = asset_classes
         self.reconcile_interval_s = reconcile_interval_s
         self.price_ttl_s = price_ttl_s
         self.monotonic = monotonic
@@ -123,6 +126,7 @@ class RiskGateway(Backend):
 
     async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order:
         self._require_trade(caller)
+        self._require_asset_class(caller, intent.asset_class)
         started = self.monotonic()
         if intent.client_order_id is None:
             # Our own id makes a retry after an uncertain answer safe to resolve upstream.
@@ -153,10 +157,10 @@ class RiskGateway(Backend):
         """A replace is a new order: judged in full, without the order it replaces."""
         self._require_trade(caller)
         old = await self.venue.get_order(order_id)
+        self._require_asset_class(caller, old.asset_class)
         if not old.status.is_open:
-            # Let the venue give its own answer for a closed order, but record the attempt.
             await self._audit("order.replace.refused", caller, {"order_id": order_id, "reason": "not open"})
-            return await self.venue.replace_order(order_id, change)
+            raise OrderRejected(f"order {order_id} is {old.status.value} and cannot be replaced")
         intent = _replacement_intent(old, change)
         price = await self._reference_price(intent.symbol, intent.asset_class)
         removal = self.portfolio.reserve_removal(old)
@@ -220,7 +224,8 @@ class RiskGateway(Backend):
             decision,
             reservation,
             price,
-            lambda: self.venue.close_position(symbol, qty, percentage),
+            # Forward the quantity that was decided on, not the bot's original request.
+            lambda: self.venue.close_position(symbol, final.qty, None),
         )
 
     async def close_all_positions(self, caller: Caller, cancel_orders: bool = False) -> list[BulkResult]:
@@ -492,6 +497,11 @@ class RiskGateway(Backend):
     def _require_trade(self, caller: Caller) -> None:
         if TRADE_SCOPE not in self.scopes(caller.key_id):
             raise Forbidden("this credential is read-only")
+
+    def _require_asset_class(self, caller: Caller, asset_class: AssetClass) -> None:
+        allowed = self.asset_classes(caller.key_id)
+        if allowed is not None and asset_class not in allowed:
+            raise Forbidden(f"this credential may not trade {asset_class.value}")
 
     async def _unknown_symbol(self, symbol: str) -> Violation | None:
         if symbol in self._assets:

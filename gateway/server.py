@@ -11,6 +11,7 @@ plane on a unix socket in the home (owner-only), see ``gateway.admin.api``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -115,6 +116,11 @@ class Gateway:
         except PolicyRefused as exc:
             raise StartupError(f"refusing to start without a valid signed policy: {exc}") from None
         self.control = TradingControl(home.state)
+        if home.audit_checkpoints.exists() and not home.audit_signing_key.exists():
+            raise StartupError(
+                f"{home.audit_signing_key} is missing but the log has signed checkpoints; restore the key "
+                "(a new one would hide a rewritten log)"
+            )
         self.audit = AuditLog(
             home.audit_log,
             on_failure=self._audit_failed,
@@ -133,11 +139,13 @@ class Gateway:
             audit=self.audit,
             policy=self.current_policy,
             scopes=self.clients.scopes_of,
+            asset_classes=self.clients.asset_classes_of,
             reconcile_interval_s=options.reconcile_interval_s,
             on_decision=self.metrics.on_decision,
         )
         self.metrics.attach(self)
         self._runners: list[web.AppRunner] = []
+        self._instance_lock: int | None = None
         self.bound_port: int | None = None
 
     # -- parts -----------------------------------------------------------------------------
@@ -228,6 +236,7 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._hold_instance_lock()
         note = await self.audit.start()
         await self.venue.start()
         await self.audit.append(
@@ -265,6 +274,16 @@ class Gateway:
             os.umask(old_umask)
         self._runners.append(admin)
 
+    def _hold_instance_lock(self) -> None:
+        """One gateway per home: two would keep separate books and together pass any limit."""
+        fd = os.open(self.home.root / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartupError(f"another gateway is already running on {self.home.root}") from None
+        self._instance_lock = fd
+
     async def stop(self) -> None:
         await self.pipeline.stop()
         for runner in reversed(self._runners):
@@ -280,6 +299,9 @@ class Gateway:
             self.home.operator_socket.unlink()
         except FileNotFoundError:
             pass
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)  # closing the descriptor releases the lock
+            self._instance_lock = None
 
     @property
     def base_url(self) -> str:

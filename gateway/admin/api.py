@@ -126,19 +126,24 @@ async def lockdown(request: web.Request) -> web.Response:
     # Nothing is forwarded after this point (the pipeline re-checks the state after its audit
     # write); wait for orders already on their way so the answer below is the final word.
     drained = await gateway.pipeline.drain()
-    await gateway.audit.append(
-        "control.lockdown",
-        {"from": previous.state.value, "to": target.value, "reason": reason, "actor": actor, "drained": drained},
-    )
+    # Stopping risk comes first: cancel and flatten run even when the audit log is down (the
+    # gateway is locked then anyway), and the records follow where they can be written.
     result: dict[str, Any] = {"state": record.to_json(), "drained_in_flight": drained}
+    records = [("control.lockdown", {"from": previous.state.value, "to": target.value, "reason": reason,
+                                     "actor": actor, "drained": drained})]
     if body.get("cancel_open") or body.get("flatten"):
         canceled = await gateway.venue.cancel_all_orders()
         result["canceled"] = [r.id for r in canceled]
-        await gateway.audit.append("control.cancel_open", {"actor": actor, "orders": result["canceled"]})
+        records.append(("control.cancel_open", {"actor": actor, "orders": result["canceled"]}))
     if body.get("flatten"):
         closed = await gateway.venue.close_all_positions(cancel_orders=True)
         result["flattened"] = [r.id for r in closed]
-        await gateway.audit.append("control.flatten", {"actor": actor, "symbols": result["flattened"]})
+        records.append(("control.flatten", {"actor": actor, "symbols": result["flattened"]}))
+    for type_, data in records:
+        try:
+            await gateway.audit.append(type_, data)
+        except GatewayError:
+            result["audit"] = "unavailable: these actions could not be recorded"
     gateway.pipeline._poke_reconcile()
     return _json(result)
 

@@ -442,6 +442,10 @@ class BotCredentials(Authenticator):
             del self._failures[next(iter(self._failures))]
 
     def _fail(self, key_id: Any, remote: str | None, reason: str, now: float, *, count: bool = True) -> Unauthorized:
+        if self._blocked and self._is_blocked(self._bucket(remote), now):
+            # Already blocked: refuse quietly. Its block was recorded once; recording every
+            # further attempt would let anyone fill the audit disk.
+            return Unauthorized(_INVALID)
         if count:
             bucket = self._bucket(remote)
             if len(self._failures) >= self.MAX_TRACKED_REMOTES:
@@ -492,8 +496,10 @@ class BotCredentials(Authenticator):
     def _usable(self, key_id: Any, dialect: str, remote: str | None, now: float) -> _Client:
         """Common checks; returns the record or raises Unauthorized (after reporting why).
         The secret itself is checked by the caller."""
-        if self._blocked and self._is_blocked(self._bucket(remote), now):
-            raise self._fail(key_id, remote, "remote is blocked after repeated failures", now, count=False)
+        # A blocked address is NOT refused here: a valid credential still works from it. Blocking
+        # valid keys would let anyone who shares the address (a local user, every bot behind one
+        # proxy) lock all bots out, and 240-bit secrets need no throttle against guessing. The
+        # block silences the failures instead (see _fail).
         self._refresh()
         if self._store_error is not None:
             raise self._fail(key_id, remote, "credential store failed its integrity check", now, count=False)

@@ -241,7 +241,10 @@ class AlpacaVenue(Venue):
         url = URL((base or self.base_url) + path, encoded=True)
         failure = status = raw = None
         try:
-            async with session.request(method, url, params=params, data=data, headers=headers) as response:
+            # Never follow a redirect: it would carry the broker key headers to another host.
+            async with session.request(
+                method, url, params=params, data=data, headers=headers, allow_redirects=False
+            ) as response:
                 status, raw = response.status, await _read_capped(response)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             failure = _UNREACHABLE

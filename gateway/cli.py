@@ -57,6 +57,17 @@ def _read_secret(prompt: str) -> str:
     return secret
 
 
+def _secret_from_file(path: Path) -> str:
+    """The first line of an owner-only file (a secret in a world-readable file is already lost)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ValueError(f"{path} has mode {mode:o}; a secret file must be owner-only (chmod 600 {path})")
+    secret = path.read_text().splitlines()[0].strip() if path.read_text().strip() else ""
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
+
+
 # -- operator socket ----------------------------------------------------------------------
 
 
@@ -198,6 +209,9 @@ def cmd_keys(args) -> int:
             label=args.label,
             scopes=("read_only",) if args.read_only else ("trade",),
             expires_in_s=args.expires_in,
+            allowed_ips=args.allow_ip or None,
+            asset_classes=args.asset_class or None,
+            dialects=tuple(args.dialect) if args.dialect else ("alpaca", "binance-futures"),
         )
         _audit_cli(home, "key.issue", {"key_id": issued.key_id, "label": args.label, "read_only": args.read_only})
         if args.json:
@@ -218,6 +232,12 @@ def cmd_keys(args) -> int:
             _print_json({"key_id": issued.key_id, "secret": issued.secret, "replaces": args.key_id})
         else:
             print(f"key id: {issued.key_id}\nsecret: {issued.secret}   (shown once; {args.key_id} works for {args.overlap:g}s more)")
+    elif args.keys_command == "rotate-data-key":
+        from .keys.vault import Vault
+
+        version = Vault.open(home).rotate_data_key()
+        _audit_cli(home, "keystore.rotate_data_key", {"data_key_version": version})
+        print(f"keystore re-encrypted under data key v{version}; a running gateway reads it on its next use")
     elif args.keys_command == "revoke":
         creds.revoke(args.key_id)
         _audit_cli(home, "key.revoke", {"key_id": args.key_id})
@@ -232,7 +252,10 @@ def cmd_broker_keys(args) -> int:
     home = Home.at(args.home)
     keys = BrokerKeys(Vault.open(home))
     try:
-        secret = _read_secret(f"{args.venue} secret for {args.key_id}: ")
+        if args.secret_file:
+            secret = _secret_from_file(Path(args.secret_file))
+        else:
+            secret = _read_secret(f"{args.venue} secret for {args.key_id}: ")
     except ValueError as exc:
         return _fail(str(exc))
     if args.broker_command == "rotate":
@@ -487,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--label", default="")
     k.add_argument("--read-only", action="store_true")
     k.add_argument("--expires-in", type=float, help="seconds until the credential expires")
+    k.add_argument("--allow-ip", action="append", help="source address or network allowed (repeat)")
+    k.add_argument("--asset-class", action="append", choices=("us_equity", "crypto", "us_option"),
+                   help="asset class this credential may trade (repeat; default all)")
+    k.add_argument("--dialect", action="append", choices=("alpaca", "binance-futures"),
+                   help="wire format this credential may use (repeat; default both)")
     k.add_argument("--json", action="store_true")
     k = ks.add_parser("list")
     k.add_argument("--home", required=True)
@@ -496,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("key_id")
     k.add_argument("--overlap", type=float, default=3600.0, help="seconds the old key keeps working")
     k.add_argument("--json", action="store_true")
+    k = ks.add_parser("rotate-data-key", help="re-encrypt every stored secret under a new data key")
+    k.add_argument("--home", required=True)
     k = ks.add_parser("revoke")
     k.add_argument("--home", required=True)
     k.add_argument("key_id")
@@ -511,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--key-id", required=True)
         b.add_argument("--upstream-url", help="the venue's URL when it is not the default (rotate checks the key there)")
         b.add_argument("--exchange", default="binanceusdm", help="ccxt exchange id")
+        b.add_argument("--secret-file", help="read the secret from this owner-only file instead of standard input")
     p.set_defaults(func=cmd_broker_keys)
 
     p = sub.add_parser("lockdown", help="stop all new orders now")

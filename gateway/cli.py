@@ -124,6 +124,7 @@ def cmd_serve(args) -> int:
         host=host,
         port=port,
         paper_equity=args.paper_equity,
+        operator_listen=args.operator_listen,
     )
     try:
         serve(args.home, options)
@@ -238,6 +239,11 @@ def cmd_keys(args) -> int:
         version = Vault.open(home).rotate_data_key()
         _audit_cli(home, "keystore.rotate_data_key", {"data_key_version": version})
         print(f"keystore re-encrypted under data key v{version}; a running gateway reads it on its next use")
+    elif args.keys_command == "unsuspend":
+        live = operator_call(home, "POST", "/keys/unsuspend", {"key_id": args.key_id})
+        if live is None:
+            return _fail("the gateway is not running (suspensions last until a restart)")
+        print(f"{args.key_id} may trade again")
     elif args.keys_command == "revoke":
         creds.revoke(args.key_id)
         _audit_cli(home, "key.revoke", {"key_id": args.key_id})
@@ -449,6 +455,16 @@ def cmd_audit(args) -> int:
         else:
             print(f"TAMPERED or damaged at seq {result.error_seq}: {result.error}", file=sys.stderr)
         return 0 if result.ok else 1
+    if args.audit_command == "checkpoint":
+        live = operator_call(home, "POST", "/audit/checkpoint")
+        if live is None:
+            from .audit.checkpoint import load_or_create_checkpoint_key
+            from .audit.log import checkpoint_sync
+
+            cp = checkpoint_sync(home.audit_log, home.audit_checkpoints, load_or_create_checkpoint_key(home.audit_signing_key))
+            live = {"seq": cp.seq, "hash": cp.hash} if cp else {"checkpoint": None}
+        _print_json(live)
+        return 0
     if args.audit_command == "export":
         records = verify.iter_records(home.audit_log, since_seq=args.since_seq)
     elif args.audit_command == "tail":
@@ -488,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-url")
     p.add_argument("--exchange", default="binanceusdm")
     p.add_argument("--paper-equity", type=_decimal, default=Decimal("100000"))
+    p.add_argument("--operator-listen", type=_listen, help="also serve the operator API on TCP (needs the operator token)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("paper-broker", help="run a standalone paper broker")
@@ -526,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k = ks.add_parser("rotate-data-key", help="re-encrypt every stored secret under a new data key")
     k.add_argument("--home", required=True)
+    k = ks.add_parser("unsuspend", help="lift a suspension after a burst of rejections")
+    k.add_argument("--home", required=True)
+    k.add_argument("key_id")
     k = ks.add_parser("revoke")
     k.add_argument("--home", required=True)
     k.add_argument("key_id")
@@ -589,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--home", required=True)
     k.add_argument("--jsonl", action="store_true", help="JSON lines (the only format)")
     k.add_argument("--since-seq", type=int)
+    k = aus.add_parser("checkpoint", help="sign a checkpoint now (keep a copy off the machine)")
+    k.add_argument("--home", required=True)
     k = aus.add_parser("tail", help="the last N records")
     k.add_argument("--home", required=True)
     k.add_argument("-n", type=int, default=20)

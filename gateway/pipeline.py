@@ -15,12 +15,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Any
 
 from .audit.log import AuditLog
+from .guards.base import Guard
 from .control.state import TradingControl
 from .errors import (
     Forbidden,
@@ -77,6 +78,7 @@ class RiskGateway(Backend):
         price_ttl_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision, float], None] | None = None,
+        guards: Sequence[Guard] = (),
     ):
         self.venue = venue
         self.engine = engine
@@ -90,6 +92,7 @@ class RiskGateway(Backend):
         self.price_ttl_s = price_ttl_s
         self.monotonic = monotonic
         self.on_decision = on_decision
+        self.guards = tuple(guards)
         self._prices: dict[str, tuple[Decimal, float]] = {}
         self._assets: dict[str, Asset] = {}
         self._in_flight: set[asyncio.Future] = set()
@@ -125,8 +128,10 @@ class RiskGateway(Backend):
     # -- orders ----------------------------------------------------------------------------
 
     async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order:
+        self._seen(caller)
         self._require_trade(caller)
         self._require_asset_class(caller, intent.asset_class)
+        self._check_guards(caller)
         started = self.monotonic()
         if intent.client_order_id is None:
             # Our own id makes a retry after an uncertain answer safe to resolve upstream.
@@ -155,7 +160,9 @@ class RiskGateway(Backend):
 
     async def replace_order(self, caller: Caller, order_id: str, change: OrderReplace) -> Order:
         """A replace is a new order: judged in full, without the order it replaces."""
+        self._seen(caller)
         self._require_trade(caller)
+        self._check_guards(caller)
         old = await self.venue.get_order(order_id)
         self._require_asset_class(caller, old.asset_class)
         if not old.status.is_open:
@@ -230,6 +237,7 @@ class RiskGateway(Backend):
 
     async def close_all_positions(self, caller: Caller, cancel_orders: bool = False) -> list[BulkResult]:
         """Closing everything only reduces risk, so it passes every state but LOCKED."""
+        self._seen(caller)
         self._require_trade(caller)
         state = self.control.current
         allowed = state.state is not TradingState.LOCKED
@@ -246,6 +254,7 @@ class RiskGateway(Backend):
         return results
 
     async def cancel_order(self, caller: Caller, order_id: str) -> None:
+        self._seen(caller)
         self._require_trade(caller)
         await self._audit("order.cancel", caller, {"order_id": order_id, "decision": "allow"})
         try:
@@ -256,6 +265,7 @@ class RiskGateway(Backend):
         self._poke_reconcile()
 
     async def cancel_all_orders(self, caller: Caller) -> list[BulkResult]:
+        self._seen(caller)
         self._require_trade(caller)
         await self._audit("order.cancel_all", caller, {"decision": "allow"})
         results = await self.venue.cancel_all_orders()
@@ -266,38 +276,49 @@ class RiskGateway(Backend):
     # -- reads -----------------------------------------------------------------------------
 
     async def get_account(self, caller):
+        self._seen(caller)
         return await self.venue.get_account()
 
     async def list_positions(self, caller):
+        self._seen(caller)
         return await self.venue.list_positions()
 
     async def get_position(self, caller, symbol):
+        self._seen(caller)
         return await self.venue.get_position(symbol)
 
     async def get_order(self, caller, order_id, nested=False):
+        self._seen(caller)
         return await self.venue.get_order(order_id, nested)
 
     async def get_order_by_client_id(self, caller, client_order_id):
+        self._seen(caller)
         return await self.venue.get_order_by_client_id(client_order_id)
 
     async def list_orders(self, caller, query: OrderQuery):
+        self._seen(caller)
         return await self.venue.list_orders(query)
 
     async def latest_price(self, caller, symbol, asset_class):
+        self._seen(caller)
         return await self.venue.latest_price(symbol, asset_class)
 
     async def get_clock(self, caller):
+        self._seen(caller)
         return await self.venue.get_clock()
 
     async def get_asset(self, caller, symbol):
+        self._seen(caller)
         return await self.venue.get_asset(symbol)
 
     async def get_leverage(self, caller, symbol):
+        self._seen(caller)
         return await self.venue.get_leverage(symbol)
 
     async def set_leverage(self, caller: Caller, symbol: str, leverage: int) -> int:
         """A leverage setting is a risk decision: above the policy's ceiling it is refused (or
         clamped when the rail says so); the venue never gets a setting the policy forbids."""
+        self._seen(caller)
         self._require_trade(caller)
         policy = self.policy()
         asset_class = _asset_class_of(symbol)
@@ -338,6 +359,7 @@ class RiskGateway(Backend):
         return result
 
     async def set_margin_mode(self, caller: Caller, symbol: str, mode: str) -> None:
+        self._seen(caller)
         self._require_trade(caller)
         await self._audit("margin_mode.set", caller, {"symbol": symbol, "mode": mode})
         await self.venue.set_margin_mode(symbol, mode)
@@ -415,6 +437,8 @@ class RiskGateway(Backend):
         except BaseException:
             self._release(held)
             raise
+        for guard in self.guards:
+            guard.decided(caller, decision)
         if not decision.allowed:
             if self.last_reconcile_error is not None and set(decision.codes) <= _VENUE_DOWN_CODES:
                 # Fail closed, but tell the bot the truth: the venue is down, not the order bad.
@@ -451,6 +475,8 @@ class RiskGateway(Backend):
 
         for r in held:
             self.portfolio.acknowledge(r, order.id)
+        for guard in self.guards:
+            guard.accepted(caller, order)
         await self._audit(f"{action}.accepted", caller, _order_record(order))
         if decision.notes:
             order.gateway_note = "; ".join(decision.notes)
@@ -493,6 +519,14 @@ class RiskGateway(Backend):
             policy_version=policy.version if policy else 0,
             policy_hash=policy.sha256 if policy else "",
         )
+
+    def _seen(self, caller: Caller) -> None:
+        for guard in self.guards:
+            guard.seen(caller)
+
+    def _check_guards(self, caller: Caller) -> None:
+        for guard in self.guards:
+            guard.check(caller)
 
     def _require_trade(self, caller: Caller) -> None:
         if TRADE_SCOPE not in self.scopes(caller.key_id):

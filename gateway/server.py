@@ -59,6 +59,8 @@ class ServeOptions:
     paper_equity: Decimal = Decimal("100000")
     reconcile_interval_s: float = 2.0
     max_snapshot_age_s: float = 15.0
+    # Optional TCP listener for the operator plane (HOST, PORT); requires the operator token.
+    operator_listen: tuple[str, int] | None = None
 
 
 LIVE_ACKNOWLEDGEMENT = "I understand this gateway sends real orders with real money to a live broker account"
@@ -142,10 +144,12 @@ class Gateway:
             asset_classes=self.clients.asset_classes_of,
             reconcile_interval_s=options.reconcile_interval_s,
             on_decision=self.metrics.on_decision,
+            guards=self._build_guards(),
         )
         self.metrics.attach(self)
         self._runners: list[web.AppRunner] = []
         self._instance_lock: int | None = None
+        self._tasks: list[asyncio.Task] = []
         self.bound_port: int | None = None
 
     # -- parts -----------------------------------------------------------------------------
@@ -186,6 +190,40 @@ class Gateway:
                 f"no broker key for the {venue} venue; store one with "
                 f"`gatewayctl broker-keys set --home {self.home.root} --venue {venue} --key-id ID` (secret on stdin)"
             ) from None
+
+    def _build_guards(self) -> list:
+        """Safeguards from gateway.json. The rejection-burst guard ships on; turning it off
+        takes an explicit `"rejection_burst": "off"`."""
+        from .guards.dead_man import DeadMansSwitch
+        from .guards.rejection_burst import RejectionBurst
+
+        guards: list = []
+        burst = self.config.get("rejection_burst", {})
+        if burst != "off":
+            self.rejection_burst = RejectionBurst(
+                count=int(burst.get("count", 20)), window_s=float(burst.get("window_s", 60)), on_suspend=self._suspended
+            )
+            guards.append(self.rejection_burst)
+        else:
+            self.rejection_burst = None
+        timeout = self.config.get("dead_man_switch_s")
+        if timeout:
+            guards.append(DeadMansSwitch(float(timeout), self._cancel_for_dead_man, self._order_is_open, self._dead_man_fired))
+        return guards
+
+    def _suspended(self, key_id: str, reason: str) -> None:
+        log.warning("credential %s suspended: %s", key_id, reason)
+        self.audit.submit("key.suspended", {"key_id": key_id, "reason": reason}).add_done_callback(_consume)
+
+    async def _cancel_for_dead_man(self, order_id: str) -> None:
+        await self.venue.cancel_order(order_id)
+
+    async def _order_is_open(self, order_id: str) -> bool:
+        return (await self.venue.get_order(order_id)).status.is_open
+
+    async def _dead_man_fired(self, key_id: str, canceled: list[str]) -> None:
+        await self.audit.append("deadman.fired", {"key_id": key_id, "canceled": canceled})
+        self.pipeline._poke_reconcile()
 
     def _require_live_acknowledgement(self) -> None:
         """Trading real money must be a conscious choice written into the home's config by the
@@ -250,6 +288,12 @@ class Gateway:
             },
         )
         await self.pipeline.start()
+        from .guards.state_webhook import StateWebhook
+
+        runners = [guard.run() for guard in self.pipeline.guards]
+        if self.config.get("webhook_url"):
+            runners.append(StateWebhook(self.config["webhook_url"], self.control, self.config.get("gateway_id", "")).run())
+        self._tasks = [asyncio.create_task(run) for run in runners]
 
     async def listen(self) -> None:
         from .admin.api import admin_app
@@ -273,6 +317,12 @@ class Gateway:
         finally:
             os.umask(old_umask)
         self._runners.append(admin)
+        if self.options.operator_listen is not None:
+            token = self.home.operator_token.read_bytes().strip()
+            remote = web.AppRunner(admin_app(self, token=token), access_log=None)
+            await remote.setup()
+            await web.TCPSite(remote, *self.options.operator_listen).start()
+            self._runners.append(remote)
 
     def _hold_instance_lock(self) -> None:
         """One gateway per home: two would keep separate books and together pass any limit."""
@@ -285,6 +335,10 @@ class Gateway:
         self._instance_lock = fd
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await self.pipeline.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()

@@ -10,6 +10,8 @@ Routes (JSON in, JSON out):
   POST /unlock                  {"reason", "actor"}
   POST /paper/prices            {"SYMBOL": price}  (embedded paper venue only)
   POST /policy/apply            {"path": "/abs/policy.yaml"}: verify, install, switch atomically
+  POST /keys/unsuspend          {"key_id"}: lift a rejection-burst suspension
+  POST /audit/checkpoint        sign a checkpoint of the audit log now
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ if TYPE_CHECKING:
 GATEWAY_KEY: web.AppKey["Gateway"] = web.AppKey("gateway")
 
 
-def admin_app(gateway: "Gateway") -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[_errors])
+def admin_app(gateway: "Gateway", *, token: bytes | None = None) -> web.Application:
+    """The operator API. On the unix socket the file system decides who connects; on TCP
+    (``token`` given) every request needs ``Authorization: Bearer <operator token>``."""
+    middlewares = [_errors] if token is None else [_require_token(token), _errors]
+    app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
@@ -39,7 +44,22 @@ def admin_app(gateway: "Gateway") -> web.Application:
     app.router.add_post("/unlock", unlock)
     app.router.add_post("/paper/prices", paper_prices)
     app.router.add_post("/policy/apply", policy_apply)
+    app.router.add_post("/keys/unsuspend", unsuspend)
+    app.router.add_post("/audit/checkpoint", audit_checkpoint)
     return app
+
+
+def _require_token(token: bytes):
+    import hmac
+
+    @web.middleware
+    async def check(request: web.Request, handler) -> web.StreamResponse:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+        if not presented or not hmac.compare_digest(presented, token):
+            return _json({"error": "operator token required"}, 401)
+        return await handler(request)
+
+    return check
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -200,3 +220,20 @@ async def policy_apply(request: web.Request) -> web.Response:
          "signers": sorted(active.signers), "actor": actor},
     )
     return _json({"version": active.version, "sha256": active.sha256})
+
+
+async def unsuspend(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    key_id = str((await _body(request)).get("key_id", ""))
+    guard = gateway.rejection_burst
+    if guard is None or not guard.lift(key_id):
+        raise web.HTTPNotFound(reason=f"{key_id} is not suspended")
+    await gateway.audit.append("key.unsuspended", {"key_id": key_id, "actor": "operator"})
+    return _json({"key_id": key_id, "suspended": False})
+
+
+async def audit_checkpoint(request: web.Request) -> web.Response:
+    checkpoint = await request.app[GATEWAY_KEY].audit.checkpoint()
+    if checkpoint is None:
+        return _json({"checkpoint": None})
+    return _json({"seq": checkpoint.seq, "hash": checkpoint.hash, "key_id": checkpoint.key_id})

@@ -1,0 +1,53 @@
+"""A burst of rejections from one credential suspends it: a bot stuck in a loop of refused
+orders is broken, and its next orders should not even be considered. Cancels still pass.
+Suspension lasts until an operator lifts it (`gatewayctl keys unsuspend`) or the gateway
+restarts."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..errors import Forbidden
+from ..model import Caller, Decision
+from .base import Guard
+
+
+class RejectionBurst(Guard):
+    def __init__(
+        self,
+        *,
+        count: int = 20,
+        window_s: float = 60.0,
+        on_suspend: Callable[[str, str], None] = lambda key_id, reason: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.count = count
+        self.window_s = window_s
+        self.on_suspend = on_suspend
+        self.clock = clock
+        self._rejections: dict[str, deque[float]] = {}
+        self.suspended: dict[str, str] = {}
+
+    def check(self, caller: Caller) -> None:
+        reason = self.suspended.get(caller.key_id)
+        if reason is not None:
+            raise Forbidden(f"credential suspended: {reason}; an operator must lift it")
+
+    def decided(self, caller: Caller, decision: Decision) -> None:
+        if decision.allowed:
+            return
+        now = self.clock()
+        window = self._rejections.setdefault(caller.key_id, deque())
+        window.append(now)
+        while window and window[0] <= now - self.window_s:
+            window.popleft()
+        if len(window) >= self.count and caller.key_id not in self.suspended:
+            reason = f"{len(window)} rejected orders within {self.window_s:g}s"
+            self.suspended[caller.key_id] = reason
+            self._rejections.pop(caller.key_id, None)
+            self.on_suspend(caller.key_id, reason)
+
+    def lift(self, key_id: str) -> bool:
+        return self.suspended.pop(key_id, None) is not None

@@ -88,6 +88,11 @@ class Home:
         return self.root / "state.json"
 
     @property
+    def breakers(self) -> Path:
+        """Each loss period's starting equity (day, week, month)."""
+        return self.root / "breakers.json"
+
+    @property
     def operator_socket(self) -> Path:
         return self.root / "operator.sock"
 
@@ -148,7 +153,8 @@ def loose_permissions(home: Home) -> list[str]:
         problems.append(f"{home.root} is owned by uid {st.st_uid}, not by the gateway's user ({uid})")
     if st.st_mode & 0o077:
         problems.append(f"{home.root} has mode {st.st_mode & 0o777:o}; it must be 700 (chmod 700 {home.root})")
-    for path in (home.config, home.trust, home.state, home.policy_dir, home.active_policy, home.audit_dir, home.audit_log):
+    for path in (home.config, home.trust, home.state, home.breakers, home.policy_dir, home.active_policy,
+                 home.audit_dir, home.audit_log):
         if path.exists():
             mode = path.stat().st_mode & 0o777
             if mode & 0o022:

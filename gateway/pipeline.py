@@ -18,10 +18,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit.log import AuditLog
 from .guards.base import Guard
+
+if TYPE_CHECKING:
+    from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .errors import (
     Forbidden,
@@ -59,6 +62,7 @@ from .venues.base import Backend, Venue
 log = logging.getLogger("gateway.pipeline")
 
 TRADE_SCOPE = "trade"
+_SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCE_ONLY: 1, TradingState.LOCKED: 2}
 # Denials that only mean "the venue did not answer": reported as 503, not as a rejection.
 _VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price"})
 
@@ -76,9 +80,11 @@ class RiskGateway(Backend):
         asset_classes: Callable[[str], frozenset[AssetClass] | None] = lambda key_id: None,
         reconcile_interval_s: float = 2.0,
         price_ttl_s: float = 2.0,
+        reconcile_debounce_s: float = 0.05,
         monotonic: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision, float], None] | None = None,
         guards: Sequence[Guard] = (),
+        breakers: "LossBreakers | None" = None,
     ):
         self.venue = venue
         self.engine = engine
@@ -90,9 +96,11 @@ class RiskGateway(Backend):
         self.asset_classes = asset_classes
         self.reconcile_interval_s = reconcile_interval_s
         self.price_ttl_s = price_ttl_s
+        self.reconcile_debounce_s = reconcile_debounce_s
         self.monotonic = monotonic
         self.on_decision = on_decision
         self.guards = tuple(guards)
+        self.breakers = breakers
         self._prices: dict[str, tuple[Decimal, float]] = {}
         self._assets: dict[str, Asset] = {}
         self._in_flight: set[asyncio.Future] = set()
@@ -382,7 +390,24 @@ class RiskGateway(Backend):
                 return False
             self.portfolio.apply_snapshot(account, positions, orders, started, self.monotonic())
             self.last_reconcile_error = None
-            return True
+        await self._check_loss_breakers(account)
+        return True
+
+    async def _check_loss_breakers(self, account) -> None:
+        """Each fresh snapshot is checked against the period loss limits; a trip moves the
+        gateway to the policy's target state (never to a less severe one) and is recorded."""
+        policy = self.policy()
+        if self.breakers is None or policy is None:
+            return
+        trip = self.breakers.observe(account, policy.policy)
+        if trip is None or _SEVERITY[self.control.state] >= _SEVERITY[trip.target]:
+            return
+        previous, _ = self.control.set(trip.target, trip.message, "loss_breaker")
+        await self.audit.append(
+            "control.breaker",
+            {"code": trip.code, "period": trip.period_key, "start_equity": trip.start_equity, "equity": trip.equity,
+             "loss_pct": trip.loss_pct, "limit": trip.limit, "from": previous.state.value, "to": trip.target.value},
+        )
 
     async def _reconcile_loop(self) -> None:
         assert self._reconcile_soon is not None
@@ -391,6 +416,10 @@ class RiskGateway(Backend):
                 await asyncio.wait_for(self._reconcile_soon.wait(), timeout=self.reconcile_interval_s)
             except asyncio.TimeoutError:
                 pass
+            if self._reconcile_soon.is_set():
+                # Coalesce a burst of pokes (one per accepted order) into one snapshot: the
+                # reservations already count those orders, so the book is safe meanwhile.
+                await asyncio.sleep(self.reconcile_debounce_s)
             self._reconcile_soon.clear()
             try:
                 await self.reconcile()
@@ -477,7 +506,9 @@ class RiskGateway(Backend):
             self.portfolio.acknowledge(r, order.id)
         for guard in self.guards:
             guard.accepted(caller, order)
-        await self._audit(f"{action}.accepted", caller, _order_record(order))
+        # The decision was durable before the order left; the venue's answer is queued now (its
+        # place in the log is fixed) without holding the bot's response for another fsync.
+        self._audit_later(f"{action}.accepted", caller, _order_record(order))
         if decision.notes:
             order.gateway_note = "; ".join(decision.notes)
         self._poke_reconcile()
@@ -510,6 +541,13 @@ class RiskGateway(Backend):
     async def _audit(self, type: str, caller: Caller | None, data: dict) -> None:
         payload = {"key_id": caller.key_id if caller else None, "dialect": caller.dialect if caller else None, **data}
         await self.audit.append(type, payload)
+
+    def _audit_later(self, type: str, caller: Caller | None, data: dict) -> None:
+        payload = {"key_id": caller.key_id if caller else None, "dialect": caller.dialect if caller else None, **data}
+        try:
+            self.audit.submit(type, payload).add_done_callback(_retrieve)
+        except GatewayError:
+            log.error("could not queue the audit record %s", type)
 
     def _deny(self, violation: Violation) -> Decision:
         policy = self.policy()
@@ -563,6 +601,13 @@ class RiskGateway(Backend):
         self._prices[symbol] = (price, now)
         self.portfolio.update_mark(symbol, asset_class, price)
         return price
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """A queued audit write's failure is handled by the log itself (it locks the gateway);
+    retrieve it so asyncio does not report it as unhandled."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _asset_class_of(symbol: str) -> AssetClass:

@@ -1,8 +1,18 @@
 """The standalone paper broker: the paper venue served over HTTP in a broker's own API.
 
-``gatewayctl paper-broker`` runs it. It speaks the Alpaca dialect (the same code the gateway serves
-bots with) over ``DirectBackend(PaperVenue)``, so the gateway's HTTP venues are tested against a
-real server over a real socket. Besides Alpaca's trading API it serves:
+``gatewayctl paper-broker`` runs it. It speaks the Alpaca dialect or (``--dialect binance-futures``)
+the Binance USDⓈ-M futures dialect, the same code the gateway serves bots with, over
+``DirectBackend(PaperVenue)``, so the gateway's HTTP venues are tested against a real server over
+a real socket.
+
+Binance futures (``build_binance_paper_broker_app``): a futures paper account (shorts, per-symbol
+leverage starting at 1x, margin modes; see ``paper_engine``) seeded with ``FUTURES_MARKS``, ``/fapi``
+and ``/sapi`` as ccxt's ``binanceusdm`` calls them, every signed request checked against the one
+configured key (HMAC-SHA256, ``X-MBX-APIKEY``), plus ``POST /_paper/prices`` (signed the Binance
+way: timestamp and signature in the query string, over the query and the JSON body) taking
+``{"BTCUSDT": price}`` or ``{"BTC/USDT": price}``, and ``GET /health``.
+
+Alpaca: besides Alpaca's trading API it serves:
 
 - ``POST /_paper/prices`` ``{"SYMBOL": price}``: moves marks (tests trigger stops and losses);
 - Alpaca's latest-trade market-data endpoints, so ``AlpacaVenue.latest_price`` works against it:
@@ -24,18 +34,20 @@ import orjson
 from aiohttp import web
 
 from .dialects import alpaca as dialect
+from .dialects import binance_futures as binance
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
 from .numbers import MAX_PRICE, fmt, parse_decimal
 from .venues.base import Authenticator, DirectBackend
 from .venues.paper import PaperVenue
 from .wire import alpaca as wire
+from .wire import binance as binance_wire
 
 log = logging.getLogger(__name__)
 
 VENUE = web.AppKey("paper_venue", PaperVenue)
 MAX_PRICE_UPDATES = 1000
-SUPPORTED_DIALECTS = ("alpaca",)
+SUPPORTED_DIALECTS = ("alpaca", "binance-futures")
 
 
 class SingleKeyAuthenticator(Authenticator):
@@ -83,6 +95,47 @@ def build_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> we
     app.on_startup.append(_start_venue)
     app.on_cleanup.append(_close_venue)
     return app
+
+
+def build_binance_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> web.Application:
+    """The paper broker speaking Binance USDⓈ-M futures (``/fapi``, ``/sapi``), plus prices and
+    health. ``venue`` should be a futures one: ``PaperVenue(futures=True, seed_marks=True)``."""
+    state = binance.BinanceState(DirectBackend(venue), SingleKeyAuthenticator(key_id, secret))
+    # The root app authenticates its own routes the Binance way; the sub-apps see a request
+    # already checked and do not check it (or remember its signature) twice.
+    app = web.Application(middlewares=binance.binance_middlewares(state))
+    app[VENUE] = venue
+    app[binance.STATE] = state
+    app.add_subapp("/fapi", binance.fapi_app(state))
+    app.add_subapp("/sapi", binance.sapi_app(state))
+    app.router.add_get("/health", binance_health)
+    app.router.add_post("/_paper/prices", binance_set_prices)
+    app.on_startup.append(_start_venue)
+    app.on_cleanup.append(_close_venue)
+    return app
+
+
+@binance.public
+async def binance_health(request: web.Request) -> web.Response:
+    return binance.json_response({"status": "ok", "service": "paper-broker", "dialect": "binance-futures"})
+
+
+async def binance_set_prices(request: web.Request) -> web.Response:
+    body = dialect.parse_json_object(request[binance.RAW_BODY])
+    if not body:
+        raise InvalidRequest('send at least one price: {"BTCUSDT": price}')
+    if len(body) > MAX_PRICE_UPDATES:
+        raise InvalidRequest(f"at most {MAX_PRICE_UPDATES} prices per request")
+    book = await request.config_dict[binance.STATE].book()
+    prices = {}
+    for raw_symbol, value in body.items():
+        # BTC/USDT as it is; BTCUSDT through the venue's markets (or its quote asset).
+        symbol = wire.parse_symbol(raw_symbol)[0] if "/" in raw_symbol else book.resolve(raw_symbol)
+        prices[symbol] = parse_decimal(value, f"price for {symbol}", maximum=MAX_PRICE)
+    await request.config_dict[VENUE].set_prices(prices)
+    if any(binance_wire.wire_symbol(symbol) not in book.markets for symbol in prices):
+        request.config_dict[binance.STATE].forget_markets()
+    return binance.json_response({binance_wire.wire_symbol(symbol): fmt(price) for symbol, price in prices.items()})
 
 
 async def _start_venue(app: web.Application) -> None:
@@ -173,8 +226,13 @@ async def run_paper_broker(
     """Serve a paper broker on host:port until cancelled."""
     if dialect not in SUPPORTED_DIALECTS:
         raise ValueError(f"paper broker dialect {dialect!r} is not supported yet; supported: {', '.join(SUPPORTED_DIALECTS)}")
-    venue = PaperVenue(starting_equity=equity)
-    runner = web.AppRunner(build_paper_broker_app(venue, key_id=key_id, secret=secret), access_log=None)
+    if dialect == "binance-futures":
+        venue = PaperVenue(starting_equity=equity, seed_marks=True, futures=True)
+        app = build_binance_paper_broker_app(venue, key_id=key_id, secret=secret)
+    else:
+        venue = PaperVenue(starting_equity=equity)
+        app = build_paper_broker_app(venue, key_id=key_id, secret=secret)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -179,7 +179,14 @@ class Gateway:
             kwargs = {"base_url": self.options.upstream_url} if self.options.upstream_url else {}
             return AlpacaVenue(lambda: self.broker_keys.get("alpaca"), **kwargs)
         if name == "ccxt":
-            raise StartupError("the ccxt venue is not available in this version")
+            from .venues.ccxt import CcxtVenue
+
+            self._require_broker_key("ccxt")
+            urls = {"api": self.options.upstream_url} if self.options.upstream_url else None
+            try:
+                return CcxtVenue(self.options.exchange, lambda: self.broker_keys.get("ccxt"), urls=urls)
+            except ValueError as exc:
+                raise StartupError(f"cannot use the ccxt venue: {exc}") from None
         raise StartupError(f"unknown venue {name!r}; choose one of {', '.join(VENUES)}")
 
     def _require_broker_key(self, venue: str) -> None:
@@ -259,6 +266,9 @@ class Gateway:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/health", self._health)
         mount_alpaca(app, self.pipeline, self.clients)
+        from .dialects.binance_futures import mount_binance_futures  # /fapi and /sapi
+
+        mount_binance_futures(app, self.pipeline, self.clients)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:

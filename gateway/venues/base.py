@@ -11,6 +11,7 @@ Errors are ``gateway.errors`` exceptions; venues translate their upstream's erro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import OrderRejected
@@ -27,6 +28,20 @@ from ..model import (
     OrderReplace,
     Position,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TradingRules:
+    """One tradable symbol and the venue's order rules for it, as far as the venue says (None:
+    no such rule, or unknown). Served to bots that must round to them (Binance exchangeInfo)."""
+
+    asset: Asset
+    tick_size: Decimal | None = None  # price increment
+    step_size: Decimal | None = None  # quantity increment
+    min_qty: Decimal | None = None
+    max_qty: Decimal | None = None
+    min_notional: Decimal | None = None
+    max_leverage: int | None = None  # the venue's own ceiling (the policy's may be lower)
 
 
 class Venue(ABC):
@@ -107,6 +122,14 @@ class Venue(ABC):
         """``isolated`` or ``cross``."""
         raise OrderRejected(f"{self.name} does not support margin modes")
 
+    async def get_margin_mode(self, symbol: str) -> str:
+        return "cross"
+
+    async def list_markets(self) -> list[TradingRules]:
+        """Every symbol the venue trades, with its order rules. Empty when the venue cannot list
+        them (a dialect that needs the list then serves none)."""
+        return []
+
 
 class Backend(ABC):
     """What a dialect serves to an authenticated caller."""
@@ -169,6 +192,23 @@ class Backend(ABC):
     async def set_margin_mode(self, caller: Caller, symbol: str, mode: str) -> None:
         raise OrderRejected("margin modes are not supported here")
 
+    # Reads added for the Binance dialect. A backend in front of one venue (``self.venue``) passes
+    # them through by default, so the answers never depend on a subclass remembering to.
+
+    async def get_margin_mode(self, caller: Caller, symbol: str) -> str:
+        venue = getattr(self, "venue", None)
+        return await venue.get_margin_mode(symbol) if isinstance(venue, Venue) else "cross"
+
+    async def list_markets(self, caller: Caller) -> list[TradingRules]:
+        venue = getattr(self, "venue", None)
+        return await venue.list_markets() if isinstance(venue, Venue) else []
+
+    async def leverage_limit(self, caller: Caller, symbol: str) -> Decimal | None:
+        """The highest leverage this caller may set for ``symbol`` (None: no limit besides the
+        venue's). Dialects advertise it (Binance leverageBracket), so a bot that reads "the
+        maximum available leverage" reads the policy's."""
+        return None
+
 
 class DirectBackend(Backend):
     """A venue served as-is, no risk checks: the standalone paper broker."""
@@ -229,6 +269,12 @@ class DirectBackend(Backend):
 
     async def set_margin_mode(self, caller, symbol, mode):
         return await self.venue.set_margin_mode(symbol, mode)
+
+    async def get_margin_mode(self, caller, symbol):
+        return await self.venue.get_margin_mode(symbol)
+
+    async def list_markets(self, caller):
+        return await self.venue.list_markets()
 
 
 class Authenticator(ABC):

@@ -22,8 +22,20 @@ from ..model import (
     OrderReplace,
     Position,
 )
-from .base import Venue
+from .base import TradingRules, Venue
 from .paper_engine import PaperEngine
+
+# Order rules the paper venue advertises (it accepts anything finer; these only tell clients how
+# to round). Per symbol where a round number fits the price, else the default.
+PAPER_RULES: dict[str, tuple[Decimal, Decimal]] = {  # symbol -> (tick size, step size)
+    "BTC/USDT": (Decimal("0.1"), Decimal("0.001")),
+    "ETH/USDT": (Decimal("0.01"), Decimal("0.001")),
+    "SOL/USDT": (Decimal("0.01"), Decimal("0.01")),
+    "BNB/USDT": (Decimal("0.01"), Decimal("0.01")),
+    "XRP/USDT": (Decimal("0.0001"), Decimal("0.1")),
+}
+DEFAULT_PAPER_RULES = (Decimal("0.0001"), Decimal("0.001"))
+PAPER_MAX_LEVERAGE = 125
 
 
 class PaperVenue(Venue):
@@ -35,11 +47,12 @@ class PaperVenue(Venue):
         *,
         starting_equity: Decimal = Decimal("100000"),
         seed_marks: bool = False,
+        futures: bool = False,
     ):
         """Wrap ``engine``, or a fresh engine with ``starting_equity`` (and, with ``seed_marks``,
-        the engine's DEFAULT_MARKS) when none is given."""
+        the engine's seed marks; ``futures`` for a futures account) when none is given."""
         if engine is None:
-            engine = PaperEngine(starting_equity=starting_equity, seed_marks=seed_marks)
+            engine = PaperEngine(starting_equity=starting_equity, seed_marks=seed_marks, futures=futures)
         self.engine = engine
 
     async def start(self) -> None:
@@ -98,3 +111,30 @@ class PaperVenue(Venue):
 
     async def get_asset(self, symbol: str) -> Asset:
         return self.engine.get_asset(symbol)
+
+    async def list_markets(self) -> list[TradingRules]:
+        """Every symbol with a mark (the paper venue trades nothing it cannot price)."""
+        markets = []
+        for symbol in sorted(self.engine.marks()):
+            tick, step = PAPER_RULES.get(symbol, DEFAULT_PAPER_RULES)
+            leverage = PAPER_MAX_LEVERAGE if self.engine.futures else None
+            markets.append(TradingRules(self.engine.get_asset(symbol), tick, step, min_qty=step, max_leverage=leverage))
+        return markets
+
+    # Futures settings: a futures engine has them; a cash engine keeps Venue's refusals.
+
+    async def get_leverage(self, symbol: str) -> int:
+        return self.engine.get_leverage(symbol) if self.engine.futures else await super().get_leverage(symbol)
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        if not self.engine.futures:
+            return await super().set_leverage(symbol, leverage)
+        return self.engine.set_leverage(symbol, leverage)
+
+    async def get_margin_mode(self, symbol: str) -> str:
+        return self.engine.get_margin_mode(symbol) if self.engine.futures else await super().get_margin_mode(symbol)
+
+    async def set_margin_mode(self, symbol: str, mode: str) -> None:
+        if not self.engine.futures:
+            return await super().set_margin_mode(symbol, mode)
+        self.engine.set_margin_mode(symbol, mode)

@@ -17,6 +17,21 @@ Simplifications, chosen so tests are predictable (each is deliberate, not an ove
   where an open order reserves only the part of it that would open or grow a position.
 * Crypto cannot be shorted: a sell larger than the holding is rejected at submission, and a
   resting crypto sell that would oversell when it triggers is canceled instead of filled.
+
+Futures mode (``PaperEngine(futures=True)``, the standalone Binance USD-M paper broker) changes
+only what differs on a futures account, and nothing else:
+
+* Crypto can be shorted (a perpetual contract has no holding to oversell).
+* Each symbol has a leverage setting (``set_leverage``, whole numbers 1 to 125) and a margin mode
+  (``set_margin_mode``: ``cross`` or ``isolated``; stored and reported, both margined the same way).
+  Every symbol starts at ``DEFAULT_FUTURES_LEVERAGE`` = 1x: Binance's own default is 20x, but a
+  paper account should never hold leverage nobody asked for.
+* Margin replaces Reg-T buying power: a position ties up ``|notional| / leverage`` and an open order
+  the part of it that opens or grows a position, over leverage;
+  ``buying_power = max(0, equity - position margin - order margin)`` (Binance's available balance).
+* ``cash`` is the wallet balance (equity minus unrealised P&L), as on a futures account, the
+  account currency is USDT, and seed marks are ``FUTURES_MARKS`` (BTC/USDT, ETH/USDT, ...).
+  There are no fees, funding payments or liquidations.
 """
 
 from __future__ import annotations
@@ -28,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from ..errors import GatewayError, InsufficientFunds, InvalidRequest, NotFound, OrderRejected
 from ..model import (
@@ -74,6 +89,19 @@ DEFAULT_MARKS: dict[str, Decimal] = {
     "BTC/USD": Decimal("60000"),
     "ETH/USD": Decimal("3000"),
 }
+
+# Seed marks of a futures engine (``futures=True, seed_marks=True``): USDT-margined perpetuals.
+FUTURES_MARKS: dict[str, Decimal] = {
+    "BTC/USDT": Decimal("60000"),
+    "ETH/USDT": Decimal("3000"),
+    "SOL/USDT": Decimal("150"),
+    "BNB/USDT": Decimal("600"),
+    "XRP/USDT": Decimal("0.5"),
+}
+DEFAULT_FUTURES_LEVERAGE = 1
+MAX_FUTURES_LEVERAGE = 125  # Binance's highest bracket
+FUTURES_MAINTENANCE_RATE = Decimal("0.004")  # Binance's lowest BTCUSDT bracket; reported only
+MARGIN_MODES = ("cross", "isolated")
 
 _ASSET_NAMES = {
     "AAPL": "Apple Inc. Common Stock",
@@ -128,6 +156,7 @@ class PaperEngine:
         seed_marks: bool = False,
         now: Callable[[], datetime] = utcnow,
         account_id: str | None = None,
+        futures: bool = False,
     ):
         starting_equity = parse_decimal(starting_equity, "starting_equity", maximum=MAX_NOTIONAL, allow_zero=True)
         self._now = lambda: _aware(now())  # a naive clock is taken as UTC, so comparisons never fail
@@ -146,8 +175,11 @@ class PaperEngine:
         self._listeners: list[Listener] = []
         self._events: list[Order] = []
         self._depth = 0  # nesting of public calls; events are delivered when it returns to 0
+        self.futures = futures
+        self._leverage: dict[str, int] = {}  # futures: symbol -> leverage setting
+        self._margin_modes: dict[str, str] = {}  # futures: symbol -> cross | isolated
         if seed_marks:
-            self.set_prices(DEFAULT_MARKS)
+            self.set_prices(FUTURES_MARKS if futures else DEFAULT_MARKS)
         self._last_equity = self._equity()
         self._day_marks = dict(self._marks)
 
@@ -233,6 +265,8 @@ class PaperEngine:
         long_mv, short_mv = self._market_values()
         equity = self._cash + long_mv + short_mv
         gross = long_mv - short_mv
+        if self.futures:
+            return self._futures_account(equity, long_mv, short_mv)
         return Account(
             id=self.account_id,
             equity=equity,
@@ -247,6 +281,73 @@ class PaperEngine:
             maintenance_margin=gross / 4,
             created_at=self._created_at,
         )
+
+    def _futures_account(self, equity: Decimal, long_mv: Decimal, short_mv: Decimal) -> Account:
+        # Wallet balance: what the account holds before unrealised P&L (cash here counts every
+        # fill's full notional, as a cash account would; adding back the entry value undoes it).
+        entry_value = sum(
+            (h.qty * h.avg_entry_price * contract_multiplier(h.asset_class) for h in self._positions.values()), ZERO
+        )
+        # Divisions by leverage can run to 28 digits; 12 places is finer than any wire carries.
+        position_margin = self._position_margin().quantize(PRICE_QUANTUM, rounding=ROUND_UP)
+        return Account(
+            id=self.account_id,
+            equity=equity,
+            cash=self._cash + entry_value,
+            buying_power=self._buying_power().quantize(PRICE_QUANTUM, rounding=ROUND_DOWN),
+            long_market_value=long_mv,
+            short_market_value=short_mv,
+            last_equity=self._last_equity,
+            currency="USDT",
+            multiplier=Decimal(1),
+            initial_margin=position_margin,
+            maintenance_margin=(long_mv - short_mv) * FUTURES_MAINTENANCE_RATE,
+            created_at=self._created_at,
+        )
+
+    # -----------------------------------------------------------------------------------
+    # Futures settings
+
+    def get_leverage(self, symbol: str) -> int:
+        return self._leverage.get(symbol, DEFAULT_FUTURES_LEVERAGE)
+
+    def set_leverage(self, symbol: str, leverage: int) -> int:
+        """Futures only. Refused (InsufficientFunds) when the margin already in use at the new
+        leverage would exceed equity."""
+        self._require_futures("leverage settings")
+        self._require_market(symbol)
+        if isinstance(leverage, bool) or not isinstance(leverage, int) or not 1 <= leverage <= MAX_FUTURES_LEVERAGE:
+            raise InvalidRequest(f"leverage must be a whole number from 1 to {MAX_FUTURES_LEVERAGE}")
+        old = self.get_leverage(symbol)
+        self._leverage[symbol] = leverage
+        if leverage < old and self._buying_power_raw() < 0:
+            self._leverage[symbol] = old
+            raise InsufficientFunds(f"margin is insufficient to lower {_shown(symbol)} leverage to {leverage}x")
+        return leverage
+
+    def get_margin_mode(self, symbol: str) -> str:
+        return self._margin_modes.get(symbol, "cross")
+
+    def set_margin_mode(self, symbol: str, mode: str) -> None:
+        """Futures only; like Binance, refused while the symbol has a position or open orders."""
+        self._require_futures("margin modes")
+        self._require_market(symbol)
+        if mode not in MARGIN_MODES:
+            raise InvalidRequest("margin mode must be cross or isolated")
+        if mode == self.get_margin_mode(symbol):
+            return
+        busy = symbol in self._positions or any(rec.order.symbol == symbol for rec in self._open.values())
+        if busy:
+            raise OrderRejected("margin type cannot be changed while the symbol has a position or open orders")
+        self._margin_modes[symbol] = mode
+
+    def _require_futures(self, what: str) -> None:
+        if not self.futures:
+            raise OrderRejected(f"{what} are only supported by a futures paper account")
+
+    def _require_market(self, symbol: str) -> None:
+        if not isinstance(symbol, str) or classify_symbol(symbol) is not AssetClass.CRYPTO or symbol not in self._marks:
+            raise NotFound(f"unknown futures symbol {_shown(symbol)}")
 
     def list_positions(self) -> list[Position]:
         return [self._position(symbol) for symbol in sorted(self._positions)]
@@ -319,7 +420,7 @@ class PaperEngine:
         asset_class = classify_symbol(symbol) if isinstance(symbol, str) else None
         if asset_class is None or symbol not in self._marks:
             raise NotFound(f"asset not found: {_shown(symbol)}")
-        is_crypto = asset_class is AssetClass.CRYPTO
+        is_crypto = asset_class is AssetClass.CRYPTO and not self.futures  # futures can short crypto
         return Asset(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"paper-asset:{symbol}")),
             symbol=symbol,
@@ -375,7 +476,7 @@ class PaperEngine:
                 raise OrderRejected("order is not open and cannot be replaced")
             new_order = self._replaced_order(old.order, change)
             held = new_order.status is OrderStatus.HELD  # a held leg reserves nothing until it works
-            cost = ZERO if held else self._opening_cost(new_order)
+            cost = ZERO if held else self._margin_cost(new_order)
             if cost > self._buying_power(exclude=old.order.id):
                 raise InsufficientFunds("insufficient buying power")
             new = _Record(new_order, self._next_seq(), parent=old.parent, legs=old.legs)
@@ -560,13 +661,13 @@ class PaperEngine:
         if needs_mark and mark is None:
             raise OrderRejected(f"no price for {parent.symbol}")
         working = [rec.order for rec in group if rec.order.status is not OrderStatus.HELD]
-        if parent.asset_class is AssetClass.CRYPTO:
+        if self._spot_crypto(parent.asset_class):
             for order in working:
                 if order.side is Side.SELL:
                     self._check_crypto_balance(order.symbol, self._order_qty(order, mark))
         if intent.reduce_only and self._opening_qty(parent.symbol, parent.side, self._order_qty(parent, mark)) > 0:
             raise OrderRejected("reduce_only order would open or increase a position")
-        cost = sum((self._opening_cost(order) for order in working), ZERO)
+        cost = sum((self._margin_cost(order) for order in working), ZERO)
         if cost > self._buying_power():
             raise InsufficientFunds("insufficient buying power")
 
@@ -703,7 +804,7 @@ class PaperEngine:
             else:
                 new.trail_price = trail
             new.stop_price = self._trail_stop(new)
-        if old.asset_class is AssetClass.CRYPTO and new.side is Side.SELL and new.status is not OrderStatus.HELD:
+        if self._spot_crypto(old.asset_class) and new.side is Side.SELL and new.status is not OrderStatus.HELD:
             self._check_crypto_balance(new.symbol, new.qty)
         return new
 
@@ -801,7 +902,7 @@ class PaperEngine:
     def _fill(self, rec: _Record, price: Decimal) -> None:
         order = rec.order
         qty = self._order_qty(order, price)
-        if order.asset_class is AssetClass.CRYPTO and order.side is Side.SELL and qty > self._held(order.symbol):
+        if self._spot_crypto(order.asset_class) and order.side is Side.SELL and qty > self._held(order.symbol):
             self._cancel(rec)  # the holding shrank since submission; crypto never goes short
             return
         self._apply_fill(order.symbol, order.asset_class, order.side.sign * qty, price)
@@ -922,17 +1023,41 @@ class PaperEngine:
         return self._cash + long_mv + short_mv
 
     def _buying_power(self, exclude: str | None = None) -> Decimal:
+        return max(ZERO, self._buying_power_raw(exclude))
+
+    def _buying_power_raw(self, exclude: str | None = None) -> Decimal:
         long_mv, short_mv = self._market_values()
         equity = self._cash + long_mv + short_mv
         reserved = sum(
             (
-                self._opening_cost(rec.order)
+                self._margin_cost(rec.order)
                 for rec in self._open.values()
                 if rec.order.status is not OrderStatus.HELD and rec.order.id != exclude
             ),
             ZERO,
         )
-        return max(ZERO, MARGIN_MULTIPLIER * equity - (long_mv - short_mv) - reserved)
+        if self.futures:
+            return equity - self._position_margin() - reserved
+        return MARGIN_MULTIPLIER * equity - (long_mv - short_mv) - reserved
+
+    def _spot_crypto(self, asset_class: AssetClass) -> bool:
+        """Crypto held as coins (no shorting); in futures mode crypto is a contract."""
+        return asset_class is AssetClass.CRYPTO and not self.futures
+
+    def _margin_cost(self, order: Order) -> Decimal:
+        """What an order ties up: its opening cost, over the symbol's leverage in futures mode."""
+        cost = self._opening_cost(order)
+        return cost / self.get_leverage(order.symbol) if self.futures else cost
+
+    def _position_margin(self) -> Decimal:
+        """Futures: initial margin of the open positions, |notional| / leverage each."""
+        return sum(
+            (
+                abs(h.qty * self._marks[symbol] * contract_multiplier(h.asset_class)) / self.get_leverage(symbol)
+                for symbol, h in self._positions.items()
+            ),
+            ZERO,
+        )
 
     def _opening_cost(self, order: Order) -> Decimal:
         """What the order would add to gross exposure at its reference price: the part that
@@ -1033,4 +1158,4 @@ def _http_status(exc: GatewayError) -> int:
     return {"not_found": 404, "insufficient_funds": 403, "order_rejected": 422, "invalid": 422}.get(exc.kind, 500)
 
 
-__all__ = ["DEFAULT_MARKS", "MARGIN_MULTIPLIER", "PaperEngine"]
+__all__ = ["DEFAULT_FUTURES_LEVERAGE", "DEFAULT_MARKS", "FUTURES_MARKS", "MARGIN_MULTIPLIER", "PaperEngine"]

@@ -103,6 +103,7 @@ class RiskGateway(Backend):
         self.breakers = breakers
         self._prices: dict[str, tuple[Decimal, float]] = {}
         self._assets: dict[str, Asset] = {}
+        self._leverage_checked: set[tuple[str, str]] = set()
         self._in_flight: set[asyncio.Future] = set()
         self._reconcile_task: asyncio.Task | None = None
         self._reconcile_soon: asyncio.Event | None = None
@@ -145,6 +146,8 @@ class RiskGateway(Backend):
             # Our own id makes a retry after an uncertain answer safe to resolve upstream.
             intent = replace(intent, client_order_id=f"gw-{uuid.uuid4().hex}")
         unknown = await self._unknown_symbol(intent.symbol)
+        if unknown is None:
+            unknown = await self._enforce_leverage(caller, intent.symbol, intent.asset_class)
         price = await self._reference_price(intent.symbol, intent.asset_class)
         if unknown is not None:
             decision, final, reservation = self._deny(unknown), intent, None
@@ -365,6 +368,44 @@ class RiskGateway(Backend):
         self.portfolio.set_leverage(symbol, asset_class, Decimal(result))
         await self._audit("leverage.set", caller, {"symbol": symbol, "leverage": result})
         return result
+
+    async def leverage_limit(self, caller: Caller, symbol: str) -> Decimal | None:
+        """The most leverage the policy allows for this symbol (what a bot should be told is
+        'available'); 1 when no policy is active (fail closed)."""
+        if caller is not None:
+            self._seen(caller)
+        policy = self.policy()
+        if policy is None:
+            return Decimal(1)
+        return _leverage_limit(policy, _asset_class_of(symbol))[0]
+
+    async def _enforce_leverage(self, caller: Caller, symbol: str, asset_class: AssetClass) -> Violation | None:
+        """The venue's own leverage setting must never exceed the policy: exchanges default
+        high (Binance: 20x). Checked before the first order in a symbol and after every policy
+        change; lowered to the ceiling when above it; an unverifiable setting refuses the order."""
+        policy = self.policy()
+        if policy is None:
+            return None  # the engine refuses with no_policy
+        key = (symbol, policy.sha256)
+        if key in self._leverage_checked:
+            return None
+        limit = _leverage_limit(policy, asset_class)[0]
+        try:
+            current = await self.venue.get_leverage(symbol)
+            if limit is not None and current > limit:
+                lowered = await self.venue.set_leverage(symbol, max(1, int(limit)))
+                await self._audit(
+                    "leverage.enforced", caller, {"symbol": symbol, "was": current, "now": lowered, "limit": limit}
+                )
+                current = lowered
+        except GatewayError as exc:
+            return Violation(
+                "leverage_unverified",
+                f"leverage_unverified: could not confirm {symbol}'s leverage at the venue is within {limit}x ({exc.kind})",
+            )
+        self.portfolio.set_leverage(symbol, asset_class, Decimal(current))
+        self._leverage_checked.add(key)
+        return None
 
     async def set_margin_mode(self, caller: Caller, symbol: str, mode: str) -> None:
         self._seen(caller)

@@ -136,3 +136,20 @@ async def test_malformed_orders_are_invalid_and_not_forwarded(bot, broker):
     with pytest.raises(ccxt.InvalidOrder):
         await bot.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "SIDEWAYS", "type": "MARKET", "quantity": "0.01"})
     assert await broker.orders() == []
+
+
+async def test_the_venues_own_leverage_is_lowered_to_the_policy_before_the_first_order(gateway, bot, broker):
+    """Exchanges default high (Binance: 20x). The bot never asked for leverage; the gateway must
+    still not let an order run at a setting above the policy."""
+    direct = binance_client(broker.url, broker.key, broker.secret)  # the account, seen at the broker
+    try:
+        await direct.load_markets()
+        await direct.set_leverage(20, BTC)
+        limit = await gateway.gateway.pipeline.leverage_limit(None, "BTC/USDT")
+        assert limit < 20
+        await bot.create_order(BTC, "market", "buy", 0.001)
+        assert (await direct.fetch_leverage(BTC))["longLeverage"] <= limit
+    finally:
+        await direct.close()
+    log = (gateway.gateway.home.audit_log).read_bytes()
+    assert b'"leverage.enforced"' in log

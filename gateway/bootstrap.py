@@ -76,7 +76,9 @@ def bind_to_gateway(policy_text: str, gateway_id: str) -> str:
     return "".join(out)
 
 
-def init_home(path: str | os.PathLike) -> InitResult:
+def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> InitResult:
+    """A new home. ``policy_text`` replaces the shipped default as the first policy (it is bound
+    to this gateway and signed like the default; it must pass every check, ceilings included)."""
     root = Path(path).expanduser().resolve()
     if root.exists() and any(root.iterdir()):
         raise InitError(f"{root} already exists and is not empty; refusing to overwrite a gateway home")
@@ -100,7 +102,7 @@ def init_home(path: str | os.PathLike) -> InitResult:
 
     home.policy_dir.mkdir(exist_ok=True)
     draft = home.policy_dir / "initial.yaml"
-    draft.write_text(bind_to_gateway(default_policy_text(), gateway_id))
+    draft.write_text(bind_to_gateway(policy_text if policy_text is not None else default_policy_text(), gateway_id))
     sign_file(draft, signer_key)
     store = PolicyStore(home)
     active = store.install_initial(draft.read_bytes(), read_sig_file(draft) or {})

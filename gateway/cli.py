@@ -99,7 +99,8 @@ def cmd_init(args) -> int:
     from .bootstrap import InitError, init_home
 
     try:
-        result = init_home(args.home)
+        policy_text = Path(args.policy).read_text() if args.policy else None
+        result = init_home(args.home, policy_text=policy_text)
     except InitError as exc:
         return _fail(str(exc))
     if args.json:
@@ -367,9 +368,9 @@ def cmd_policy(args) -> int:
         print(f"signed {args.file}: {len(doc.get('signatures', []))} signature(s) in {sig}")
         return 0
     if sub == "schema":
-        from .policy.schema import json_schema
+        from .policy.schema import json_schema_text
 
-        _print_json(json_schema())
+        print(json_schema_text())
         return 0
 
     from .policy.diff import render_diff
@@ -494,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a new gateway home")
     p.add_argument("home")
+    p.add_argument("--policy", help="start with this policy instead of the shipped default (signed by the new key)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_init)
 

@@ -50,6 +50,8 @@ from .model import (
     Side,
     TimeInForce,
     OrderType,
+    StopLoss,
+    TakeProfit,
     TradingState,
     Violation,
     classify_symbol,
@@ -174,7 +176,7 @@ class RiskGateway(Backend):
         self._seen(caller)
         self._require_trade(caller)
         self._check_guards(caller)
-        old = await self.venue.get_order(order_id)
+        old = await self.venue.get_order(order_id, nested=True)  # with legs: its stop is part of it
         self._require_asset_class(caller, old.asset_class)
         if not old.status.is_open:
             await self._audit("order.replace.refused", caller, {"order_id": order_id, "reason": "not open"})
@@ -190,6 +192,7 @@ class RiskGateway(Backend):
             now=utcnow(),
             monotonic=self.monotonic(),
             caller=caller,
+            action="replace",
         )
         if not decision.allowed:
             self.portfolio.release(removal)
@@ -233,6 +236,7 @@ class RiskGateway(Backend):
             now=utcnow(),
             monotonic=self.monotonic(),
             caller=caller,
+            action="close",
         )
         return await self._record_and_forward(
             caller,
@@ -441,7 +445,9 @@ class RiskGateway(Backend):
         if self.breakers is None or policy is None:
             return
         trip = self.breakers.observe(account, policy.policy)
-        if trip is None or _SEVERITY[self.control.state] >= _SEVERITY[trip.target]:
+        # Act on the first observation only: an operator's unlock during the same loss period
+        # is a conscious decision that the next snapshot must not undo.
+        if trip is None or not trip.first or _SEVERITY[self.control.state] >= _SEVERITY[trip.target]:
             return
         previous, _ = self.control.set(trip.target, trip.message, "loss_breaker")
         await self.audit.append(
@@ -501,7 +507,10 @@ class RiskGateway(Backend):
         }
         if decision.clamped_qty is not None:
             record["clamped_qty"] = decision.clamped_qty
+        if decision.notes:
             record["notes"] = list(decision.notes)
+        if final is not intent:
+            record["forwarded"] = _intent_record(final)  # what actually leaves (clamped, stop attached)
         try:
             await self._audit(f"{action}.decision", caller, record)
         except BaseException:
@@ -684,7 +693,24 @@ def _replacement_intent(old: Order, change: OrderReplace) -> OrderIntent:
         trail_percent=change.trail if change.trail is not None and old.trail_percent is not None else old.trail_percent,
         client_order_id=change.client_order_id or old.client_order_id,
         extended_hours=old.extended_hours,
+        order_class=old.order_class,
+        take_profit=_take_profit_of(old),
+        stop_loss=_stop_loss_of(old),
     )
+
+
+def _take_profit_of(order: Order) -> TakeProfit | None:
+    for leg in order.legs:
+        if leg.type is OrderType.LIMIT and leg.limit_price is not None:
+            return TakeProfit(leg.limit_price)
+    return None
+
+
+def _stop_loss_of(order: Order) -> StopLoss | None:
+    for leg in order.legs:
+        if leg.type in (OrderType.STOP, OrderType.STOP_LIMIT) and leg.stop_price is not None:
+            return StopLoss(leg.stop_price, leg.limit_price)
+    return None
 
 
 def _intent_record(intent: OrderIntent) -> dict:

@@ -26,6 +26,7 @@ from aiohttp import web
 from .admin.metrics import GatewayMetrics
 from .audit.checkpoint import load_or_create_checkpoint_key
 from .audit.log import AuditLog
+from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
 from .home import Home, loose_permissions
@@ -145,6 +146,7 @@ class Gateway:
             reconcile_interval_s=options.reconcile_interval_s,
             on_decision=self.metrics.on_decision,
             guards=self._build_guards(),
+            breakers=LossBreakers(home.breakers),
         )
         self.metrics.attach(self)
         self._runners: list[web.AppRunner] = []

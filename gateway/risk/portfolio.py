@@ -9,18 +9,42 @@ filled the position would be ``q + buys``; if every sell filled, ``q - sells``. 
 exposure is the larger of the two magnitudes, in notional (quantity x price x contract
 multiplier). Capital committed is that notional divided by the symbol's effective leverage
 (1 for cash instruments; the set leverage for futures).
+
+Running totals kept (all updated by difference, never re-summed per order):
+
+- ``gross_notional`` / ``committed``: every book's worst notional, and that over leverage;
+- ``gross_by_class`` / ``committed_by_class``: the same per asset class;
+- ``committed_by_sector``: committed capital per sector. The sector map comes from the policy
+  (``set_sectors``, a one-off recount when a different map is installed); a symbol the map does
+  not name is in sector ``unknown``; an option falls back to its underlying's entry;
+- ``pending_buy_committed``: capital of every pending buy (notional over leverage), for the cash
+  buffer;
+- ``occupied`` / ``occupied_by_class``: symbols with a position or any pending order;
+- ``open_positions``: symbols with a non-zero position.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from ..model import Account, AssetClass, Order, Position, Side, contract_multiplier
+from ..model import (
+    Account,
+    AssetClass,
+    Order,
+    Position,
+    Side,
+    contract_multiplier,
+    parse_occ,
+)
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+UNKNOWN_SECTOR = "unknown"
+# contract_multiplier per class, looked up rather than rebuilt on every valuation.
+MULTIPLIER: dict[AssetClass, Decimal] = {cls: contract_multiplier(cls) for cls in AssetClass}
 
 
 @dataclass(slots=True)
@@ -36,16 +60,29 @@ class SymbolBook:
     pending_buy_notional: Decimal = ZERO
     pending_sell_notional: Decimal = ZERO
     leverage: Decimal = ONE
+    sector: str = UNKNOWN_SECTOR
+    # What this book last added to the portfolio's running totals (see _adjust_totals).
+    counted_worst: Decimal = ZERO
+    counted_committed: Decimal = ZERO
+    counted_buy: Decimal = ZERO
+    counted_open: bool = False
+    counted_occupied: bool = False
+    counted_sector: str = UNKNOWN_SECTOR
 
     @property
     def multiplier(self) -> Decimal:
-        return contract_multiplier(self.asset_class)
+        return MULTIPLIER[self.asset_class]
+
+    @property
+    def occupied(self) -> bool:
+        """A position or a pending order: the symbol counts toward open positions and universe."""
+        return self.position_qty != 0 or self.pending_buy_qty > 0 or self.pending_sell_qty > 0
 
     def worst_notional(
         self, buy_qty: Decimal = ZERO, buy_notional: Decimal = ZERO, sell_qty: Decimal = ZERO, sell_notional: Decimal = ZERO
     ) -> Decimal:
         """Largest |position| notional if every pending order (plus the given extra) filled."""
-        position_notional = self.position_qty * self.mark * self.multiplier
+        position_notional = self.position_qty * self.mark * MULTIPLIER[self.asset_class]
         long_case = position_notional + self.pending_buy_notional + buy_notional
         short_case = position_notional - self.pending_sell_notional - sell_notional
         return max(abs(long_case), abs(short_case))
@@ -71,9 +108,11 @@ class Reservation:
     acked_epoch: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Projection:
-    """What one order would do to the book; computed without changing anything."""
+    """What one order would do to the book; computed without changing anything. Treat it as
+    read-only (not frozen only because frozen dataclasses are slower to build, and one is
+    built per check)."""
 
     symbol: str
     side: Side
@@ -81,6 +120,9 @@ class Projection:
     price: Decimal
     notional: Decimal  # qty x price x multiplier
     reduces_only: bool
+    asset_class: AssetClass
+    sector: str
+    new_symbol: bool  # the symbol has no position and no pending order yet
     equity: Decimal
     symbol_notional_before: Decimal
     symbol_notional_after: Decimal
@@ -89,6 +131,15 @@ class Projection:
     gross_notional_after: Decimal
     committed_after: Decimal
     leverage: Decimal
+
+    @property
+    def committed_delta(self) -> Decimal:
+        """Capital this order adds to its symbol's (and so its class's and sector's) total."""
+        return self.symbol_committed_after - self.symbol_committed_before
+
+    @property
+    def notional_delta(self) -> Decimal:
+        return self.symbol_notional_after - self.symbol_notional_before
 
 
 @dataclass
@@ -103,6 +154,13 @@ class Portfolio:
     gross_notional: Decimal = ZERO  # sum of every book's worst notional
     committed: Decimal = ZERO  # sum of every book's worst notional / leverage
     open_positions: int = 0
+    gross_by_class: dict[AssetClass, Decimal] = field(default_factory=lambda: {c: ZERO for c in AssetClass})
+    committed_by_class: dict[AssetClass, Decimal] = field(default_factory=lambda: {c: ZERO for c in AssetClass})
+    committed_by_sector: dict[str, Decimal] = field(default_factory=dict)
+    pending_buy_committed: Decimal = ZERO
+    occupied: int = 0
+    occupied_by_class: dict[AssetClass, int] = field(default_factory=lambda: {c: 0 for c in AssetClass})
+    _sectors: Mapping[str, str] = field(default_factory=dict)
     _reservations: dict[int, Reservation] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _epoch: int = 0
@@ -119,17 +177,34 @@ class Portfolio:
     def snapshot_age(self, now_monotonic: float) -> float | None:
         return None if self.snapshot_at is None else now_monotonic - self.snapshot_at
 
+    def sector_of(self, symbol: str, asset_class: AssetClass) -> str:
+        """The symbol's sector under the installed map; ``unknown`` when unmapped."""
+        sector = self._sectors.get(symbol)
+        if sector is None and asset_class is AssetClass.US_OPTION and self._sectors:
+            contract = parse_occ(symbol)
+            if contract is not None:
+                sector = self._sectors.get(contract.root)
+        return sector or UNKNOWN_SECTOR
+
+    def committed_in_sector(self, sector: str) -> Decimal:
+        return self.committed_by_sector.get(sector, ZERO)
+
     def project(self, symbol: str, asset_class: AssetClass, side: Side, qty: Decimal, price: Decimal) -> Projection:
-        book = self.books.get(symbol) or SymbolBook(symbol, asset_class, mark=price)
-        mult = contract_multiplier(asset_class)
+        book = self.books.get(symbol)
+        if book is None:
+            book = SymbolBook(symbol, asset_class, mark=price, sector=self.sector_of(symbol, asset_class))
+        mult = MULTIPLIER[asset_class]
         notional = qty * price * mult
         before = book.worst_notional()
         if side is Side.BUY:
             after = book.worst_notional(buy_qty=qty, buy_notional=notional)
         else:
             after = book.worst_notional(sell_qty=qty, sell_notional=notional)
-        committed_before = before / book.leverage
-        committed_after = after / book.leverage
+        leverage = book.leverage
+        if leverage == ONE:
+            committed_before, committed_after = before, after
+        else:
+            committed_before, committed_after = before / leverage, after / leverage
         return Projection(
             symbol=symbol,
             side=side,
@@ -137,6 +212,9 @@ class Portfolio:
             price=price,
             notional=notional,
             reduces_only=book.reduces_only(side, qty),
+            asset_class=book.asset_class,
+            sector=book.sector,
+            new_symbol=not book.occupied,
             equity=self.equity,
             symbol_notional_before=before,
             symbol_notional_after=after,
@@ -211,7 +289,13 @@ class Portfolio:
             if book is None:
                 old = previous.get(symbol)
                 mark = marks.get(symbol) or (old.mark if old else ZERO)
-                book = SymbolBook(symbol, asset_class, mark=mark, leverage=leverage.get(symbol, old.leverage if old else ONE))
+                book = SymbolBook(
+                    symbol,
+                    asset_class,
+                    mark=mark,
+                    leverage=leverage.get(symbol, old.leverage if old else ONE),
+                    sector=self.sector_of(symbol, asset_class),
+                )
                 books[symbol] = book
             return book
 
@@ -259,54 +343,156 @@ class Portfolio:
         self.snapshot_at = now_monotonic
         self._recount()
 
+    def set_sectors(self, sectors: Mapping[str, str]) -> bool:
+        """Install the policy's sector map. A different map re-assigns every book's sector and
+        recounts once (O(n) per policy change, never per order); the same map is a no-op.
+        Returns True when it recounted."""
+        if sectors is self._sectors or sectors == self._sectors:
+            self._sectors = sectors
+            return False
+        self._sectors = sectors
+        for book in self.books.values():
+            book.sector = self.sector_of(book.symbol, book.asset_class)
+        self._recount()
+        return True
+
     def set_leverage(self, symbol: str, asset_class: AssetClass, leverage: Decimal) -> None:
         """The venue's leverage setting for a symbol changed (futures); totals stay consistent."""
         book = self.books.get(symbol)
         if book is None:
-            book = self.books[symbol] = SymbolBook(symbol, asset_class)
-        self._adjust_totals(book, -1)
+            book = self.books[symbol] = SymbolBook(symbol, asset_class, sector=self.sector_of(symbol, asset_class))
         book.leverage = leverage
-        self._adjust_totals(book, 1)
+        self._refresh(book)
 
     def update_mark(self, symbol: str, asset_class: AssetClass, price: Decimal) -> None:
         """A fresher reference price for one symbol; keeps the totals consistent in O(1)."""
         book = self.books.get(symbol)
         if book is None:
-            self.books[symbol] = SymbolBook(symbol, asset_class, mark=price)
+            self.books[symbol] = SymbolBook(symbol, asset_class, mark=price, sector=self.sector_of(symbol, asset_class))
             return
-        self._adjust_totals(book, -1)
         book.mark = price
-        self._adjust_totals(book, 1)
+        self._refresh(book)
 
     # -- internals -------------------------------------------------------------------------
 
     def _add_pending(self, reservation: Reservation, price: Decimal | None, sign: int) -> None:
         book = self.books.get(reservation.symbol)
         if book is None:
-            book = SymbolBook(reservation.symbol, reservation.asset_class, mark=price or ZERO)
+            book = SymbolBook(
+                reservation.symbol,
+                reservation.asset_class,
+                mark=price or ZERO,
+                sector=self.sector_of(reservation.symbol, reservation.asset_class),
+            )
             self.books[reservation.symbol] = book
         elif book.mark <= 0 and price is not None:
             book.mark = price
-        self._adjust_totals(book, -1)
         if reservation.side is Side.BUY:
-            book.pending_buy_qty += sign * reservation.qty
-            book.pending_buy_notional += sign * reservation.notional
+            if sign > 0:
+                book.pending_buy_qty += reservation.qty
+                book.pending_buy_notional += reservation.notional
+            else:
+                book.pending_buy_qty -= reservation.qty
+                book.pending_buy_notional -= reservation.notional
+        elif sign > 0:
+            book.pending_sell_qty += reservation.qty
+            book.pending_sell_notional += reservation.notional
         else:
-            book.pending_sell_qty += sign * reservation.qty
-            book.pending_sell_notional += sign * reservation.notional
-        self._adjust_totals(book, 1)
+            book.pending_sell_qty -= reservation.qty
+            book.pending_sell_notional -= reservation.notional
+        self._refresh(book)
+
+    def _refresh(self, book: SymbolBook) -> None:
+        """A book changed (pending orders, mark or leverage): move every running total by the
+        difference between what the book adds now and what it added before. O(1)."""
+        leverage = book.leverage
+        worst = book.worst_notional()
+        committed = worst if leverage == ONE else worst / leverage
+        buy = book.pending_buy_notional
+        if buy and leverage != ONE:
+            buy = buy / leverage
+        is_open = book.position_qty != 0
+        occupied = is_open or book.pending_buy_qty > 0 or book.pending_sell_qty > 0
+        cls = book.asset_class
+        d_worst = worst - book.counted_worst
+        d_committed = committed - book.counted_committed
+        self.gross_notional += d_worst
+        self.committed += d_committed
+        self.gross_by_class[cls] += d_worst
+        self.committed_by_class[cls] += d_committed
+        sectors = self.committed_by_sector
+        if book.sector == book.counted_sector:
+            sectors[book.sector] = sectors.get(book.sector, ZERO) + d_committed
+        else:
+            sectors[book.counted_sector] = sectors.get(book.counted_sector, ZERO) - book.counted_committed
+            sectors[book.sector] = sectors.get(book.sector, ZERO) + committed
+        if buy != book.counted_buy:
+            self.pending_buy_committed += buy - book.counted_buy
+        if is_open != book.counted_open:
+            self.open_positions += 1 if is_open else -1
+        if occupied != book.counted_occupied:
+            step = 1 if occupied else -1
+            self.occupied += step
+            self.occupied_by_class[cls] += step
+        book.counted_worst, book.counted_committed, book.counted_buy = worst, committed, buy
+        book.counted_open, book.counted_occupied, book.counted_sector = is_open, occupied, book.sector
 
     def _adjust_totals(self, book: SymbolBook, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) one book's share of every running total. Callers
+        remove, change the book, then add: each total moves by the difference only. What a
+        book added is remembered on the book, so removing it costs no recomputation."""
+        cls = book.asset_class
+        sectors = self.committed_by_sector
+        if sign < 0:
+            worst, committed = book.counted_worst, book.counted_committed
+            self.gross_notional -= worst
+            self.committed -= committed
+            self.gross_by_class[cls] -= worst
+            self.committed_by_class[cls] -= committed
+            sectors[book.counted_sector] = sectors.get(book.counted_sector, ZERO) - committed
+            if book.counted_buy:
+                self.pending_buy_committed -= book.counted_buy
+            if book.counted_open:
+                self.open_positions -= 1
+            if book.counted_occupied:
+                self.occupied -= 1
+                self.occupied_by_class[cls] -= 1
+            book.counted_worst = book.counted_committed = book.counted_buy = ZERO
+            book.counted_open = book.counted_occupied = False
+            return
         worst = book.worst_notional()
-        self.gross_notional += sign * worst
-        self.committed += sign * (worst / book.leverage)
-        if book.position_qty != 0:
-            self.open_positions += sign
+        leverage = book.leverage
+        committed = worst if leverage == ONE else worst / leverage
+        buy = book.pending_buy_notional
+        if buy and leverage != ONE:
+            buy = buy / leverage
+        is_open = book.position_qty != 0
+        occupied = is_open or book.pending_buy_qty > 0 or book.pending_sell_qty > 0
+        self.gross_notional += worst
+        self.committed += committed
+        self.gross_by_class[cls] += worst
+        self.committed_by_class[cls] += committed
+        sectors[book.sector] = sectors.get(book.sector, ZERO) + committed
+        if buy:
+            self.pending_buy_committed += buy
+        if is_open:
+            self.open_positions += 1
+        if occupied:
+            self.occupied += 1
+            self.occupied_by_class[cls] += 1
+        book.counted_worst, book.counted_committed, book.counted_buy = worst, committed, buy
+        book.counted_open, book.counted_occupied, book.counted_sector = is_open, occupied, book.sector
 
     def _recount(self) -> None:
         self.gross_notional = ZERO
         self.committed = ZERO
         self.open_positions = 0
+        self.gross_by_class = {c: ZERO for c in AssetClass}
+        self.committed_by_class = {c: ZERO for c in AssetClass}
+        self.committed_by_sector = {}
+        self.pending_buy_committed = ZERO
+        self.occupied = 0
+        self.occupied_by_class = {c: 0 for c in AssetClass}
         for book in self.books.values():
             self._adjust_totals(book, 1)
 

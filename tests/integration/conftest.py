@@ -18,6 +18,7 @@ from gateway.bootstrap import InitResult, init_home
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
 from .support import (
+    mechanics_policy,
     BROKER_KEY_ID,
     BROKER_SECRET,
     PaperBrokerProcess,
@@ -40,6 +41,14 @@ def short_tmp() -> Iterator[Path]:
 
 @pytest.fixture
 def gateway_home(short_tmp: Path) -> InitResult:
+    """A home whose policy keeps the hard ceilings but turns off rails a plumbing test is not
+    about (see support.mechanics_policy)."""
+    return init_home(short_tmp / "home", policy_text=mechanics_policy())
+
+
+@pytest.fixture
+def default_policy_home(short_tmp: Path) -> InitResult:
+    """A home exactly as `gatewayctl init` makes it: the shipped default policy."""
     return init_home(short_tmp / "home")
 
 

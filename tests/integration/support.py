@@ -16,6 +16,27 @@ from gateway.keys.broker import BrokerKeys
 from gateway.keys.vault import Vault
 from gateway.server import Gateway, ServeOptions
 
+def mechanics_policy() -> str:
+    """The shipped default with the rails that plumbing tests are not about consciously turned
+    off (stop losses, duplicate windows, rate limits, collars, counts). Tests of those rules use
+    the shipped default itself (the `default_policy_home` fixture). Hard ceilings stay as shipped."""
+    import yaml
+
+    from gateway.bootstrap import default_policy_text
+
+    doc = yaml.safe_load(default_policy_text())
+    for rail in ("duplicate_window_s", "orders_per_second", "orders_per_minute", "orders_per_day",
+                 "replaces_per_second", "replaces_per_minute", "replaces_per_day", "price_collar_pct",
+                 "max_open_positions", "min_cash_buffer_pct", "max_risk_per_trade_pct", "max_sector_pct",
+                 "max_order_notional"):
+        doc["account"][rail] = False
+    for rules in doc["asset_classes"].values():
+        rules["stop_loss"] = {"mode": "off"}
+        rules["universe_size"] = False
+    doc["description"] = "Mechanics tests: every rail not under test is consciously off."
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 BROKER_KEY_ID = "PKUPSTREAM0000000042"
 BROKER_SECRET = "upstream-broker-secret-do-not-leak-5b2e"
 

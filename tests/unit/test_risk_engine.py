@@ -19,9 +19,14 @@ DEFAULT = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
 
 def policy(**account):
+    """The default policy with stop losses and risk-per-trade off: these tests are about the
+    headline limits (those two rules have their own tests)."""
     doc = yaml.safe_load(DEFAULT.read_bytes())
     doc["gateway_id"] = "gw-test"
+    doc["account"]["max_risk_per_trade_pct"] = False
     doc["account"].update(account)
+    for rules in doc["asset_classes"].values():
+        rules["stop_loss"] = {"mode": "off"}
     return parse_policy(yaml.safe_dump(doc).encode())
 
 

@@ -4,7 +4,7 @@ from ...model import Violation
 from .base import HUNDRED, Context, pct, rule
 
 
-@rule("max_exposure_pct", rail="account.max_exposure_pct")
+@rule("max_exposure_pct", rail="account.max_exposure_pct", clampable=True)
 def max_exposure_pct(ctx: Context, rail) -> Violation | None:
     p = ctx.projection
     value = ctx.pct_of_equity(p.committed_after)

@@ -4,7 +4,7 @@ from ...model import Violation
 from .base import HUNDRED, Context, pct, rule
 
 
-@rule("max_position_pct", rail="account.max_position_pct")
+@rule("max_position_pct", rail="account.max_position_pct", clampable=True)
 def max_position_pct(ctx: Context, rail) -> Violation | None:
     p = ctx.projection
     value = ctx.pct_of_equity(p.symbol_committed_after)

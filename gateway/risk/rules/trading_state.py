@@ -4,7 +4,7 @@ from ...model import TradingState, Violation
 from .base import Context, rule
 
 
-@rule("trading_locked", rail=None, exits_exempt=False)
+@rule("trading_locked", rail=None, exits_exempt=False, codes=("reduce_only",))
 def trading_state(ctx: Context, _rail) -> Violation | None:
     if ctx.state is TradingState.LOCKED:
         return Violation("trading_locked", "trading_locked: the gateway is LOCKED; only cancels are accepted")

@@ -7,8 +7,10 @@ import asyncio
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
+import orjson
 
 from gateway.bootstrap import InitResult
 from gateway.home import Home
@@ -102,3 +104,10 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def configure(home: Path, **settings) -> None:
+    path = Path(home) / "gateway.json"
+    config = orjson.loads(path.read_bytes())
+    config.update(settings)
+    path.write_bytes(orjson.dumps(config))

@@ -9,23 +9,15 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from gateway.audit.verify import iter_records
 from gateway.model import OrderQuery
 
-from .support import free_port, start_gateway
+from .support import configure, free_port, start_gateway
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 ORDER = {"qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
-
-
-def configure(home: Path, **settings) -> None:
-    path = Path(home) / "gateway.json"
-    config = orjson.loads(path.read_bytes())
-    config.update(settings)
-    path.write_bytes(orjson.dumps(config))
 
 
 def audit_types(home: Path) -> list[str]:

@@ -8,9 +8,7 @@ import base64
 import hmac
 import logging
 import os
-import subprocess
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +24,6 @@ from gateway.model import Caller
 from gateway.server import Gateway, ServeOptions, StartupError
 from gateway.venues.base import Authenticator, DirectBackend
 from gateway.venues.paper import PaperVenue
-from gateway.venues.paper_engine import DEFAULT_MARKS
 
 from .support import BROKER_KEY_ID, BROKER_SECRET, start_gateway, store_broker_key
 

@@ -28,10 +28,12 @@ def broker():
         yield running
 
 
-@pytest.fixture
-async def gateway(gateway_home, broker):
-    BrokerKeys(Vault.open(Home.at(gateway_home.home))).set("ccxt", broker.key, broker.secret)
-    running = await start_gateway(gateway_home, venue="ccxt", upstream_url=broker.url)
+@pytest.fixture(params=["mechanics", "default"])
+async def gateway(request, broker):
+    """Under the mechanics policy, and under the shipped default (crypto stops attached)."""
+    home = request.getfixturevalue("gateway_home" if request.param == "mechanics" else "default_policy_home")
+    BrokerKeys(Vault.open(Home.at(home.home))).set("ccxt", broker.key, broker.secret)
+    running = await start_gateway(home, venue="ccxt", upstream_url=broker.url)
     try:
         yield running
     finally:
@@ -49,7 +51,7 @@ async def bot(gateway):
         await exchange.close()
 
 
-async def test_a_ccxt_bot_trades_through_the_gateway(bot, broker):
+async def test_a_ccxt_bot_trades_through_the_gateway(gateway, bot, broker):
     assert BTC in bot.markets
     balance = await bot.fetch_balance()
     assert balance["USDT"]["total"] == 100000.0
@@ -63,7 +65,9 @@ async def test_a_ccxt_bot_trades_through_the_gateway(bot, broker):
 
     bought = await bot.create_order(BTC, "market", "buy", 0.01)
     assert bought["status"] == "closed" and bought["filled"] == 0.01
-    if "attached a protective stop" in bought["info"].get("gatewayNote", ""):  # stop_loss: attach
+    attach = gateway.gateway.active_policy.policy.asset_classes.crypto.stop_loss.mode == "attach"
+    assert ("attached a protective stop" in bought["info"].get("gatewayNote", "")) == attach
+    if attach:  # the gateway placed the protective stop at the broker itself
         stops = await bot.fetch_open_orders(BTC, params={"trigger": True})
         assert [(o["side"], o["amount"]) for o in stops] == [("sell", 0.01)]
     resting = await bot.create_order(BTC, "limit", "buy", 0.011, 55000)

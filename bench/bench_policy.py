@@ -58,6 +58,8 @@ def policy(positions: int):
     (they are still evaluated: off would skip them) and a sector map covering the book."""
     text = (ROOT / "policies" / "default.yaml").read_text()
     text = text.replace('gateway_id: "*"', 'gateway_id: "bench"')
+    # Equities default to reject; attach is the heavier path (it builds a protected intent).
+    text = text.replace("stop_loss: {mode: reject, max_distance_pct: 8}", "stop_loss: {mode: attach, max_distance_pct: 8}")
     big = positions * 2 + 100
     text = text.replace("max_open_positions: 25", f"max_open_positions: {big}")
     text = re.sub(r"universe_size: \d+", f"universe_size: {big}", text)

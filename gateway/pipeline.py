@@ -154,15 +154,7 @@ class RiskGateway(Backend):
         if unknown is not None:
             decision, final, reservation = self._deny(unknown), intent, None
         else:
-            decision, final, reservation = self.engine.check_and_reserve(
-                intent,
-                policy=self.policy(),
-                state=self.control.state,
-                price=price,
-                now=utcnow(),
-                monotonic=self.monotonic(),
-                caller=caller,
-            )
+            decision, final, reservation = self._decide(intent, price, caller, "submit")
         try:
             return await self._record_and_forward(
                 caller, "order", intent, final, decision, reservation, price, lambda: self.venue.submit_order(final)
@@ -184,16 +176,7 @@ class RiskGateway(Backend):
         intent = _replacement_intent(old, change)
         price = await self._reference_price(intent.symbol, intent.asset_class)
         removal = self.portfolio.reserve_removal(old)
-        decision, final, reservation = self.engine.check_and_reserve(
-            intent,
-            policy=self.policy(),
-            state=self.control.state,
-            price=price,
-            now=utcnow(),
-            monotonic=self.monotonic(),
-            caller=caller,
-            action="replace",
-        )
+        decision, final, reservation = self._decide(intent, price, caller, "replace")
         if not decision.allowed:
             self.portfolio.release(removal)
         final_change = replace(change, qty=final.qty) if decision.clamped_qty is not None else change
@@ -228,16 +211,7 @@ class RiskGateway(Backend):
         price = position.current_price if position.current_price > 0 else await self._reference_price(
             symbol, position.asset_class
         )
-        decision, final, reservation = self.engine.check_and_reserve(
-            intent,
-            policy=self.policy(),
-            state=self.control.state,
-            price=price,
-            now=utcnow(),
-            monotonic=self.monotonic(),
-            caller=caller,
-            action="close",
-        )
+        decision, final, reservation = self._decide(intent, price, caller, "close")
         return await self._record_and_forward(
             caller,
             "close",
@@ -563,6 +537,19 @@ class RiskGateway(Backend):
             order.gateway_note = "; ".join(decision.notes)
         self._poke_reconcile()
         return order
+
+    def _decide(self, intent: OrderIntent, price: Decimal | None, caller: Caller, action: str):
+        """Trading state, policy, rules and reservation: one synchronous step, no await."""
+        return self.engine.check_and_reserve(
+            intent,
+            policy=self.policy(),
+            state=self.control.state,
+            price=price,
+            now=utcnow(),
+            monotonic=self.monotonic(),
+            caller=caller,
+            action=action,
+        )
 
     def _halted_since_decision(self, decision: Decision) -> TradingHalted | None:
         state = self.control.state

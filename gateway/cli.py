@@ -126,6 +126,7 @@ def cmd_serve(args) -> int:
         port=port,
         paper_equity=args.paper_equity,
         operator_listen=args.operator_listen,
+        sandbox=args.sandbox,
     )
     try:
         serve(args.home, options)
@@ -507,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", default="binanceusdm")
     p.add_argument("--paper-equity", type=_decimal, default=Decimal("100000"))
     p.add_argument("--operator-listen", type=_listen, help="also serve the operator API on TCP (needs the operator token)")
+    p.add_argument("--sandbox", action="store_true", help="ccxt venue: the exchange's sandbox / demo environment")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("paper-broker", help="run a standalone paper broker")

@@ -62,6 +62,8 @@ class ServeOptions:
     max_snapshot_age_s: float = 15.0
     # Optional TCP listener for the operator plane (HOST, PORT); requires the operator token.
     operator_listen: tuple[str, int] | None = None
+    # ccxt venue: use the exchange's sandbox / demo environment.
+    sandbox: bool = False
 
 
 LIVE_ACKNOWLEDGEMENT = "I understand this gateway sends real orders with real money to a live broker account"
@@ -78,6 +80,8 @@ def is_live(options: ServeOptions) -> bool:
     if options.venue == "alpaca":
         host = urlparse(options.upstream_url).hostname if options.upstream_url else "paper-api.alpaca.markets"
         return host not in _PAPER_HOSTS and host not in _LOOPBACK and not (host or "").startswith("127.")
+    if options.sandbox:
+        return False
     host = urlparse(options.upstream_url).hostname if options.upstream_url else None
     return host is None or (host not in _LOOPBACK and not host.startswith("127."))
 
@@ -186,7 +190,9 @@ class Gateway:
             self._require_broker_key("ccxt")
             urls = {"api": self.options.upstream_url} if self.options.upstream_url else None
             try:
-                return CcxtVenue(self.options.exchange, lambda: self.broker_keys.get("ccxt"), urls=urls)
+                return CcxtVenue(
+                    self.options.exchange, lambda: self.broker_keys.get("ccxt"), urls=urls, sandbox=self.options.sandbox
+                )
             except ValueError as exc:
                 raise StartupError(f"cannot use the ccxt venue: {exc}") from None
         raise StartupError(f"unknown venue {name!r}; choose one of {', '.join(VENUES)}")

@@ -261,3 +261,13 @@ async def test_no_secret_leaks_anywhere(gateway_home, caplog):
     for secret in (BROKER_SECRET, NEW_SECRET, gw.secret, extra_secret):
         for form in _forms(secret):
             assert form not in blob, f"a form of a secret leaked: {form[:6]!r}..."
+
+
+def test_a_ccxt_upstream_is_live_unless_sandboxed_or_local():
+    from gateway.server import is_live
+
+    assert is_live(ServeOptions(venue="ccxt"))
+    assert not is_live(ServeOptions(venue="ccxt", sandbox=True))
+    assert not is_live(ServeOptions(venue="ccxt", upstream_url="http://127.0.0.1:9000"))
+    assert is_live(ServeOptions(venue="alpaca", upstream_url="https://api.alpaca.markets"))
+    assert not is_live(ServeOptions(venue="alpaca"))  # Alpaca's paper endpoint by default

@@ -115,7 +115,10 @@ class Venue(ABC):
         return 1
 
     async def set_leverage(self, symbol: str, leverage: int) -> int:
-        """Set the symbol's leverage; returns the leverage now in force."""
+        """Set the symbol's leverage; returns the leverage now in force. A cash venue is always
+        1x: asking for 1x is answered, anything else is refused."""
+        if leverage == 1:
+            return 1
         raise OrderRejected(f"{self.name} does not support leverage settings")
 
     async def set_margin_mode(self, symbol: str, mode: str) -> None:

@@ -140,3 +140,13 @@ async def test_served_by_direct_backend(venue):
     backend = DirectBackend(venue)
     placed = await backend.submit_order(None, order())
     assert (await backend.get_order(None, placed.id)).id == placed.id
+
+
+async def test_a_cash_venue_answers_1x_and_refuses_any_other_leverage():
+    from gateway.errors import OrderRejected
+
+    venue = PaperVenue(seed_marks=True)
+    assert await venue.set_leverage("BTC/USD", 1) == 1
+    assert await venue.get_leverage("BTC/USD") == 1
+    with pytest.raises(OrderRejected, match="does not support leverage"):
+        await venue.set_leverage("BTC/USD", 2)

@@ -147,7 +147,7 @@ class RiskGateway(Backend):
         if intent.client_order_id is None:
             # Our own id makes a retry after an uncertain answer safe to resolve upstream.
             intent = replace(intent, client_order_id=f"gw-{uuid.uuid4().hex}")
-        unknown = await self._unknown_symbol(intent.symbol)
+        unknown = await self._unknown_symbol(intent.symbol, intent.asset_class)
         if unknown is None:
             unknown = await self._enforce_leverage(caller, intent.symbol, intent.asset_class)
         price = await self._reference_price(intent.symbol, intent.asset_class)
@@ -612,18 +612,27 @@ class RiskGateway(Backend):
         if allowed is not None and asset_class not in allowed:
             raise Forbidden(f"this credential may not trade {asset_class.value}")
 
-    async def _unknown_symbol(self, symbol: str) -> Violation | None:
-        if symbol in self._assets:
-            return None
-        try:
-            asset = await self.venue.get_asset(symbol)
-        except NotFound:
-            return Violation("unknown_symbol", f"unknown_symbol: the venue does not know {symbol}")
-        except GatewayError:
-            return None  # the price lookup below fails closed if the venue is unreachable
-        if not asset.tradable:
-            return Violation("unknown_symbol", f"unknown_symbol: {symbol} is not tradable at the venue")
-        self._assets[symbol] = asset
+    async def _unknown_symbol(self, symbol: str, asset_class: AssetClass) -> Violation | None:
+        """The venue's asset record is the authority on what a symbol is. A spelling the venue
+        maps to another symbol (Alpaca accepts BTCUSD for BTC/USD) or another asset class is
+        refused: counted under a second name it would get a second set of limits."""
+        asset = self._assets.get(symbol)
+        if asset is None:
+            try:
+                asset = await self.venue.get_asset(symbol)
+            except NotFound:
+                return Violation("unknown_symbol", f"unknown_symbol: the venue does not know {symbol}")
+            except GatewayError:
+                return None  # the price lookup fails closed if the venue is unreachable
+            if not asset.tradable:
+                return Violation("unknown_symbol", f"unknown_symbol: {symbol} is not tradable at the venue")
+            self._assets[symbol] = asset
+        if asset.symbol != symbol or asset.asset_class is not asset_class:
+            return Violation(
+                "unknown_symbol",
+                f"unknown_symbol: the venue trades {symbol} as {asset.symbol} ({asset.asset_class.value}); "
+                f"send {asset.symbol}",
+            )
         return None
 
     async def _reference_price(self, symbol: str, asset_class: AssetClass) -> Decimal | None:

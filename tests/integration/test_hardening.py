@@ -112,3 +112,24 @@ async def test_the_alpaca_venue_never_follows_a_redirect_with_the_broker_key():
         for runner in runners:
             await runner.cleanup()
     assert seen_by_target == []
+
+
+async def test_a_symbol_the_venue_knows_under_another_name_is_refused(paper_gateway, monkeypatch):
+    """Alpaca accepts BTCUSD for BTC/USD. Counted under a second name, a position would get a
+    second set of limits (and BTCUSD would pass as an equity), so the alias is refused."""
+    gw = paper_gateway
+    venue = gw.gateway.venue
+    canonical = venue.get_asset
+
+    async def alpaca_like(symbol):
+        return await canonical("BTC/USD" if symbol == "BTCUSD" else symbol)
+
+    monkeypatch.setattr(venue, "get_asset", alpaca_like)
+    async with aiohttp.ClientSession(headers=gw.headers) as session:
+        body = {"qty": 0.001, "side": "buy", "type": "market", "time_in_force": "gtc"}
+        async with session.post(f"{gw.url}/v2/orders", json={**body, "symbol": "BTCUSD"}) as resp:
+            error = await resp.json()
+            assert resp.status == 403 and error["reject_codes"] == ["unknown_symbol"]
+            assert "send BTC/USD" in error["message"]
+        async with session.post(f"{gw.url}/v2/orders", json={**body, "symbol": "BTC/USD"}) as resp:
+            assert resp.status == 200

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ..home import write_private
+from ..home import fsync_dir, write_private
 from ..model import utcnow
 from .records import AuditCorrupt, format_ts, read_tail
 
@@ -178,7 +178,7 @@ def append_checkpoint(
     finally:
         os.close(fd)  # releases the lock
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def iter_checkpoints(path: Path) -> Iterator[Checkpoint]:
@@ -205,10 +205,3 @@ def last_checkpoint(path: Path) -> Checkpoint | None:
 def _datasync(fd: int) -> None:
     getattr(os, "fdatasync", os.fsync)(fd)
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -74,6 +74,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import TradingHalted
+from ..home import fsync_dir
 from ..model import utcnow
 from .checkpoint import Checkpoint, append_checkpoint, last_checkpoint, sign_checkpoint
 from .records import (
@@ -470,7 +471,7 @@ class AuditLog:
             os.close(fd)
             raise
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         if torn:
             return fd, (
                 f"dropped a torn final line ({torn} bytes) after seq {after}: a write cut short by a "
@@ -605,7 +606,7 @@ def append_sync(
     finally:
         os.close(fd)  # releases the lock
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return record
 
 
@@ -644,13 +645,6 @@ def _write_all(fd: int, data: bytes) -> None:
             raise OSError(errno.EIO, "short write to the audit log")
         view = view[n:]
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,11 +4,7 @@ embedded paper venue or a standalone paper-broker process."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import pytest
 from gateway.bootstrap import InitResult, init_home
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
+from .support import paper_broker_subprocess
 from .support import (
     mechanics_policy,
     BROKER_KEY_ID,
@@ -56,31 +53,8 @@ def default_policy_home(short_tmp: Path) -> InitResult:
 def paper_broker_process() -> Iterator[PaperBrokerProcess]:
     """`gatewayctl paper-broker` as its own process, on a real socket."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "paper-broker", "--listen", f"127.0.0.1:{port}",
-         "--key-id", BROKER_KEY_ID, "--secret", BROKER_SECRET],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"paper broker did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-    try:
-        yield PaperBrokerProcess(url, BROKER_KEY_ID, BROKER_SECRET, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with paper_broker_subprocess(port, "--key-id", BROKER_KEY_ID, "--secret", BROKER_SECRET) as process:
+        yield PaperBrokerProcess(f"http://127.0.0.1:{port}", BROKER_KEY_ID, BROKER_SECRET, process)
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import sys
+import contextlib
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -111,3 +114,32 @@ def configure(home: Path, **settings) -> None:
     config = orjson.loads(path.read_bytes())
     config.update(settings)
     path.write_bytes(orjson.dumps(config))
+
+
+@contextlib.contextmanager
+def paper_broker_subprocess(port: int, *args: str):
+    """`gatewayctl paper-broker --listen 127.0.0.1:PORT ARGS...` as its own process, once it
+    accepts connections; terminated on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "paper-broker", "--listen", f"127.0.0.1:{port}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"paper broker did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()

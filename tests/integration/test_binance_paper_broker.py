@@ -8,8 +8,6 @@ import contextlib
 import hashlib
 import hmac
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +21,8 @@ from yarl import URL
 
 from gateway.paper_broker import build_binance_paper_broker_app
 from gateway.venues.paper import PaperVenue
+
+from .support import paper_broker_subprocess
 
 BROKER_KEY = "BNUPSTREAM0000000042"
 BROKER_SECRET = "binance-upstream-secret-do-not-leak-8d1f"
@@ -93,44 +93,9 @@ def _free_port() -> int:
 def broker_process(equity: str = "100000") -> Iterator[BinanceBroker]:
     """`gatewayctl paper-broker --dialect binance-futures` as its own process."""
     port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "paper-broker",
-            "--dialect",
-            "binance-futures",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--equity",
-            equity,
-            "--key-id",
-            BROKER_KEY,
-            "--secret",
-            BROKER_SECRET,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"paper broker did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-    try:
+    args = ("--dialect", "binance-futures", "--equity", equity, "--key-id", BROKER_KEY, "--secret", BROKER_SECRET)
+    with paper_broker_subprocess(port, *args):
         yield BinanceBroker(f"http://127.0.0.1:{port}", BROKER_KEY, BROKER_SECRET)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @contextlib.asynccontextmanager

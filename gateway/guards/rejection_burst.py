@@ -14,6 +14,9 @@ from ..model import Caller, Decision
 from .base import Guard
 
 
+_STATE_CODES = frozenset({"trading_locked", "reduce_only"})
+
+
 class RejectionBurst(Guard):
     def __init__(
         self,
@@ -36,7 +39,10 @@ class RejectionBurst(Guard):
             raise Forbidden(f"credential suspended: {reason}; an operator must lift it")
 
     def decided(self, caller: Caller, decision: Decision) -> None:
-        if decision.allowed:
+        # Refusals that only reflect the gateway's own state (a lockdown, reduce-only) say
+        # nothing about the bot: counting them would suspend every bot during a lockdown and
+        # keep them suspended after the unlock.
+        if decision.allowed or set(decision.codes) <= _STATE_CODES:
             return
         now = self.clock()
         window = self._rejections.setdefault(caller.key_id, deque())

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.audit.verify import iter_records
-from gateway.model import OrderQuery
+from gateway.model import OrderQuery, TradingState
 
 from .support import configure, free_port, start_gateway
 
@@ -52,6 +52,23 @@ async def test_a_burst_of_rejections_suspends_the_credential(gateway_home):
     assert "key.suspended" in types and "key.unsuspended" in types
 
 
+async def test_refusals_during_a_lockdown_do_not_suspend_the_bot(gateway_home):
+    configure(gateway_home.home, rejection_burst={"count": 3, "window_s": 60})
+    gw = await start_gateway(gateway_home, venue="paper")
+    try:
+        async with aiohttp.ClientSession(headers=gw.headers) as session:
+            gw.gateway.control.set(TradingState.LOCKED, "drill", "test")
+            for _ in range(10):
+                async with session.post(f"{gw.url}/v2/orders", json={**ORDER, "symbol": "AAPL"}) as resp:
+                    assert (await resp.json())["reject_codes"] == ["trading_locked"]
+            gw.gateway.control.set(TradingState.ACTIVE, "drill over", "test")
+            async with session.post(f"{gw.url}/v2/orders", json={**ORDER, "symbol": "AAPL"}) as resp:
+                assert resp.status == 200, await resp.text()
+    finally:
+        await gw.gateway.stop()
+    assert "key.suspended" not in audit_types(gateway_home.home)
+
+
 async def test_the_dead_mans_switch_cancels_a_silent_bots_orders(gateway_home):
     configure(gateway_home.home, dead_man_switch_s=0.4)
     gw = await start_gateway(gateway_home, venue="paper")
@@ -89,7 +106,7 @@ async def test_every_state_change_calls_the_webhook(gateway_home):
     gw = await start_gateway(gateway_home, venue="paper")
     try:
         # A change made straight to the state file (as the CLI does) is noticed too.
-        gw.gateway.control.set(__import__("gateway.model", fromlist=["TradingState"]).TradingState.LOCKED, "drill", "test")
+        gw.gateway.control.set(TradingState.LOCKED, "drill", "test")
         for _ in range(50):
             if received:
                 break

@@ -24,6 +24,7 @@ from alpaca.trading.requests import (
     TrailingStopOrderRequest,
 )
 
+from gateway.model import OrderQuery
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
 from .support import BROKER_SECRET, RunningGateway, free_port, start_gateway, store_broker_key, wait_for
@@ -141,7 +142,7 @@ async def test_embedded_venue_rejects_three_percent(paper_gateway):
         await call(client(paper_gateway).submit_order,
                    MarketOrderRequest(symbol="AAPL", qty=16, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
     assert raised.value.status_code == 403 and "max_position_pct" in str(raised.value)
-    orders = await paper_gateway.gateway.venue.list_orders(__import__("gateway.model", fromlist=["OrderQuery"]).OrderQuery(status="all"))
+    orders = await paper_gateway.gateway.venue.list_orders(OrderQuery(status="all"))
     assert orders == []
 
 
@@ -238,7 +239,7 @@ async def test_malformed_json_and_oversized_bodies(paper_gateway):
         async with session.post(f"{paper_gateway.url}/v2/orders", data=b"{" + b" " * 200_000 + b"}",
                                 headers={"Content-Type": "application/json"}) as resp:
             assert resp.status == 413 and "code" in await resp.json()
-    assert await paper_gateway.gateway.venue.list_orders(__import__("gateway.model", fromlist=["OrderQuery"]).OrderQuery(status="all")) == []
+    assert await paper_gateway.gateway.venue.list_orders(OrderQuery(status="all")) == []
 
 
 async def test_upstream_down_is_a_clear_5xx_never_504(gateway_home, short_tmp):

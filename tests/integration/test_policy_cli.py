@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -88,9 +89,9 @@ def test_refused_policy_keeps_the_last_good_one(gateway_home, short_tmp):
 
 
 async def test_hot_apply_during_500_concurrent_orders_is_atomic(gateway_home, short_tmp):
-    gw = await start_gateway(gateway_home, venue="paper", paper_equity=__import__("decimal").Decimal("10000000"))
+    gw = await start_gateway(gateway_home, venue="paper", paper_equity=Decimal("10000000"))
     symbols = [f"H{i:03d}" for i in range(500)]
-    gw.gateway.venue.engine.set_prices({s: __import__("decimal").Decimal(100) for s in symbols})
+    gw.gateway.venue.engine.set_prices({s: Decimal(100) for s in symbols})
     tighter = edited(gateway_home.home, short_tmp / "v2.yaml", 2, "0.001")
     run("policy", "sign", str(tighter), "--key", str(gateway_home.signer_key))
     try:

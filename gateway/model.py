@@ -372,3 +372,68 @@ class Caller:
     remote: str | None = None
     # Optional signal confidence the bot attached to the request (see min_signal_confidence).
     confidence: Decimal | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# Venue events: what a broker's own stream says happened to an order or the account.
+
+
+class OrderEventType(str, enum.Enum):
+    """Alpaca's ``trade_updates`` event names; Binance's execution types map onto them."""
+
+    NEW = "new"
+    PENDING_NEW = "pending_new"
+    ACCEPTED = "accepted"
+    FILL = "fill"
+    PARTIAL_FILL = "partial_fill"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    DONE_FOR_DAY = "done_for_day"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+    PENDING_CANCEL = "pending_cancel"
+    PENDING_REPLACE = "pending_replace"
+    # A stop-limit whose stop was hit, or an OTO/bracket leg released by its parent's fill.
+    TRIGGERED = "triggered"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One change to one order, as the venue's event stream reports it.
+
+    ``order`` is the order as it stands after the change (legs included when the venue sends
+    them). For fills, ``qty``/``price`` are this execution's and ``position_qty`` is the signed
+    position after it, when the venue says.
+    """
+
+    event: OrderEventType
+    order: Order
+    at: datetime
+    qty: Decimal | None = None
+    price: Decimal | None = None
+    position_qty: Decimal | None = None
+    execution_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """The venue's word on one position (Binance ACCOUNT_UPDATE); qty is signed."""
+
+    symbol: str
+    asset_class: AssetClass
+    qty: Decimal
+    entry_price: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """The venue's event stream came up (the ledger must reconcile: events may have been
+    missed while it was down) or went down (the ledger stops trusting it until it is back)."""
+
+    connected: bool
+    at: datetime
+    reason: str = ""
+
+
+VenueEvent = OrderUpdate | PositionUpdate | StreamStatus

@@ -38,7 +38,7 @@ from .dialects import binance_futures as binance
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
 from .numbers import MAX_PRICE, fmt, parse_decimal
-from .venues.base import Authenticator, DirectBackend
+from .ports import Authenticator, DirectBackend
 from .venues.paper import PaperVenue
 from .wire import alpaca as wire
 from .wire import binance as binance_wire

@@ -59,7 +59,7 @@ from .model import (
 )
 from .risk.engine import PolicyLike, RiskEngine
 from .risk.portfolio import Reservation
-from .venues.base import Backend, Venue
+from .ports import Backend, Venue
 
 log = logging.getLogger("gateway.pipeline")
 

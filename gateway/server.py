@@ -39,7 +39,7 @@ from .pipeline import RiskGateway
 from .policy.store import PolicyRefused, PolicyStore
 from .risk.engine import EngineConfig, RiskEngine
 from .risk.portfolio import Portfolio
-from .venues.base import Venue
+from .ports import Venue
 
 log = logging.getLogger("gateway")
 

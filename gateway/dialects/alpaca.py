@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..model import Caller
 from ..numbers import parse_decimal
-from ..venues.base import Authenticator, Backend
+from ..ports import Authenticator, Backend
 from ..wire import alpaca as wire
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..model import AssetClass, Caller, Order, OrderQuery
 from ..numbers import parse_decimal
-from ..venues.base import Authenticator, Backend, TradingRules
+from ..ports import Authenticator, Backend, TradingRules
 from ..wire import binance as wire
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ from typing import Any
 from ..errors import Forbidden, Unauthorized
 from ..home import Home, write_private
 from ..model import AssetClass, Caller
-from ..venues.base import Authenticator
+from ..ports import Authenticator
 from .vault import FileWatch, SecretNotFound, Vault, VaultError, exclusive_lock, parse_iso, utc_iso
 
 log = logging.getLogger("gateway.keys.clients")

@@ -41,7 +41,7 @@ from ..model import (
     classify_symbol,
 )
 from ..numbers import MAX_PRICE, MAX_QTY, fmt, parse_decimal
-from ..venues.base import TradingRules
+from ..ports import TradingRules
 
 # ---------------------------------------------------------------------------------------
 # Error codes. ccxt maps a Binance error to an exception by its code, but under a custom host

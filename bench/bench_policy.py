@@ -46,6 +46,7 @@ from gateway.model import (
 )
 from gateway.policy.schema import parse_policy
 from gateway.risk.engine import RiskEngine
+from gateway.ledger import Ledger
 from gateway.risk.portfolio import Portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,8 @@ def build(positions: int) -> Portfolio:
         price = Decimal(1) if cls is AssetClass.US_OPTION else Decimal(10)
         held.append(Position(name, cls, Decimal(1), price, price))
     portfolio = Portfolio()
-    portfolio.apply_snapshot(account, held, [], portfolio.begin_snapshot(), 0.0)
+    ledger = Ledger(portfolio)
+    ledger.apply_snapshot(account, held, [], ledger.begin_snapshot(), 0.0)
     return portfolio
 
 
@@ -137,7 +139,7 @@ def measure(positions: int, iterations: int, reserve: bool) -> list[float]:
                     intent, policy=pol, state=TradingState.ACTIVE, price=price, now=NOW, monotonic=t, caller=caller
                 )
                 if reservation is not None:
-                    portfolio.release(reservation)
+                    portfolio.uncount(reservation)
             else:
                 decision, _, _ = engine.decide(
                     intent, policy=pol, state=TradingState.ACTIVE, price=price, now=NOW, monotonic=t, caller=caller

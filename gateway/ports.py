@@ -14,9 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
-from .errors import OrderRejected
+from .errors import OrderRejected, UpstreamUnavailable
 from .model import (
     Account,
     Asset,
@@ -32,6 +33,13 @@ from .model import (
     Position,
     VenueEvent,
 )
+
+
+MAX_PAGES = 200  # 100,000 open orders at Alpaca's 500 a page
+
+
+class IncompleteListing(UpstreamUnavailable):
+    """A paged listing could not be read to its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,29 @@ class Venue(ABC):
 
     @abstractmethod
     async def list_orders(self, query: OrderQuery) -> list[Order]: ...
+
+    async def list_open_orders(self) -> list[Order]:
+        """Every open order, legs nested, paged until complete (oldest first). Raises
+        IncompleteListing when the pages do not add up: a partial list must never be taken for
+        the whole, or the ledger would drop what it did not see."""
+        page = self.capabilities.open_orders_page
+        seen: dict[str, Order] = {}
+        after = None
+        for _ in range(MAX_PAGES):
+            batch = await self.list_orders(
+                OrderQuery(status="open", limit=page, nested=True, direction="asc", after=after)
+            )
+            fresh = [o for o in batch if o.id not in seen]
+            for order in fresh:
+                seen[order.id] = order
+            if len(batch) < page:
+                return list(seen.values())
+            if not fresh:
+                raise IncompleteListing(f"{self.name}: a full page of open orders brought nothing new")
+            # Alpaca's ``after`` is exclusive on submission time: step back one microsecond so
+            # orders sharing the boundary's timestamp are not skipped (duplicates are dropped).
+            after = max(o.submitted_at for o in fresh) - timedelta(microseconds=1)
+        raise IncompleteListing(f"{self.name}: more than {MAX_PAGES} pages of open orders")
 
     @abstractmethod
     async def latest_price(self, symbol: str, asset_class: AssetClass) -> Decimal:

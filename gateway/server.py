@@ -238,7 +238,7 @@ class Gateway:
 
     async def _dead_man_fired(self, key_id: str, canceled: list[str]) -> None:
         await self.audit.append("deadman.fired", {"key_id": key_id, "canceled": canceled})
-        self.pipeline._poke_reconcile()
+        self.pipeline.reconciler.soon()
 
     def _require_live_acknowledgement(self) -> None:
         """Trading real money must be a conscious choice written into the home's config by the

@@ -86,6 +86,17 @@ async def _body(request: web.Request) -> dict:
     return body
 
 
+def ledger_status(pipeline) -> dict:
+    """The ledger's health: what it tracks, whether the venue's stream is up, last reconcile."""
+    ledger = pipeline.ledger
+    return {
+        "open_orders": len(ledger.open_orders()),
+        "uncertain": len(ledger.uncertain_orders()),
+        "stream": "up" if ledger.stream_live else ("down" if pipeline.streaming else "none"),
+        "reconciles": pipeline.reconciler.runs,
+    }
+
+
 def status_snapshot(gateway: "Gateway") -> dict:
     """Everything `gatewayctl status` shows, from the running gateway's own book."""
     state = gateway.control.current
@@ -117,7 +128,7 @@ def status_snapshot(gateway: "Gateway") -> dict:
             ),
         },
         "open_positions": portfolio.open_positions,
-        "reservations": len(portfolio.reservations),
+        "ledger": ledger_status(gateway.pipeline),
         "last_reconcile_error": gateway.pipeline.last_reconcile_error,
         "audit": {"seq": gateway.audit.seq, "broken": gateway.audit.broken},
     }
@@ -164,7 +175,7 @@ async def lockdown(request: web.Request) -> web.Response:
             await gateway.audit.append(type_, data)
         except GatewayError:
             result["audit"] = "unavailable: these actions could not be recorded"
-    gateway.pipeline._poke_reconcile()
+    gateway.pipeline.reconciler.soon()
     return _json(result)
 
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from ..model import AssetClass, Caller, Decision, OrderIntent, TradingState, Violation
 from ..policy.schema import Policy, Rail, StopLossRule
 from .activity import Activity
-from .portfolio import Portfolio, Projection, Reservation
+from .portfolio import Counted, Portfolio, Projection
 from .rules import RULES, Context, Rule
 from .rules.base import is_active, protective_stop
 from .rules.duplicate_order import fingerprint
@@ -187,10 +187,10 @@ class RiskEngine:
         monotonic: float,
         caller: Caller | None = None,
         action: str = "submit",
-    ) -> tuple[Decision, OrderIntent, Reservation | None]:
+    ) -> tuple[Decision, OrderIntent, Counted | None]:
         """Decide, and reserve when allowed. Returns the decision, the intent to forward
-        (a copy when a rule clamped it or attached a stop) and the reservation to settle
-        later. ``action`` is ``submit``, ``replace`` (counted against the replace rate
+        (a copy when a rule clamped it or attached a stop) and the share of the book it now
+        holds (the ledger adopts it). ``action`` is ``submit``, ``replace`` (counted against the replace rate
         limits) or ``close``."""
         decision, final_intent, projection = self.decide(
             intent,

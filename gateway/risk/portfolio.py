@@ -1,4 +1,9 @@
-"""The gateway's view of the account: positions, open orders and in-flight reservations.
+"""The book the rules judge: positions, and what every open order the ledger counts adds.
+
+The ledger (``gateway/ledger``) owns the orders; it tells the book, one ``Counted`` share per
+order, what each open order adds, and takes exactly that share back when the order fills,
+closes or is replaced. So nothing can go negative and nothing is forgotten, however many
+orders rest.
 
 Every check is O(1) in the size of the book: each symbol keeps its own worst-case figures and
 the account keeps running totals, updated by the difference whenever one symbol changes.
@@ -21,11 +26,14 @@ Running totals kept (all updated by difference, never re-summed per order):
   buffer;
 - ``occupied`` / ``occupied_by_class``: symbols with a position or any pending order;
 - ``open_positions``: symbols with a non-zero position.
+
+The gateway's own protective stops are kept apart (``protective_*``): they are sized to the
+position and never allowed to open one, so they add no exposure, and they do not use up the
+bot's *exit capacity* (the position minus the other open exits on the closing side).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,8 +41,6 @@ from decimal import Decimal
 from ..model import (
     Account,
     AssetClass,
-    Order,
-    Position,
     Side,
     contract_multiplier,
     parse_occ,
@@ -59,6 +65,9 @@ class SymbolBook:
     pending_sell_qty: Decimal = ZERO
     pending_buy_notional: Decimal = ZERO
     pending_sell_notional: Decimal = ZERO
+    # The gateway's own protective stops (not exposure: sized to the position, reduce-only).
+    protective_buy_qty: Decimal = ZERO
+    protective_sell_qty: Decimal = ZERO
     leverage: Decimal = ONE
     sector: str = UNKNOWN_SECTOR
     # What this book last added to the portfolio's running totals (see _adjust_totals).
@@ -87,25 +96,29 @@ class SymbolBook:
         short_case = position_notional - self.pending_sell_notional - sell_notional
         return max(abs(long_case), abs(short_case))
 
-    def reduces_only(self, side: Side, qty: Decimal) -> bool:
-        """True when the order, with every same-side order pending, can only shrink the position."""
+    def exit_capacity(self, side: Side) -> Decimal:
+        """How much an order on ``side`` can close: the position on the other side, minus the
+        other open orders on this side (the gateway's own stop excepted: it steps aside)."""
         if side is Side.SELL:
-            return self.position_qty > 0 and qty + self.pending_sell_qty <= self.position_qty
-        return self.position_qty < 0 and qty + self.pending_buy_qty <= -self.position_qty
+            return max(ZERO, self.position_qty - self.pending_sell_qty) if self.position_qty > 0 else ZERO
+        return max(ZERO, -self.position_qty - self.pending_buy_qty) if self.position_qty < 0 else ZERO
+
+    def reduces_only(self, side: Side, qty: Decimal) -> bool:
+        """True when the order fits in the exit capacity: it can only shrink the position."""
+        return ZERO < qty <= self.exit_capacity(side)
 
 
-@dataclass(slots=True)
-class Reservation:
-    """An order the gateway let through, counted until the venue's snapshot accounts for it."""
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The share of the book one order holds: its unfilled quantity and that quantity's
+    notional, on its side. The ledger keeps it on the order so it takes back exactly this."""
 
-    id: int
     symbol: str
     asset_class: AssetClass
     side: Side
     qty: Decimal
     notional: Decimal
-    order_id: str | None = None
-    acked_epoch: int | None = None
+    protective: bool = False
 
 
 @dataclass(slots=True)
@@ -161,9 +174,6 @@ class Portfolio:
     occupied: int = 0
     occupied_by_class: dict[AssetClass, int] = field(default_factory=lambda: {c: 0 for c in AssetClass})
     _sectors: Mapping[str, str] = field(default_factory=dict)
-    _reservations: dict[int, Reservation] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    _epoch: int = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -227,121 +237,43 @@ class Portfolio:
 
     # -- changing --------------------------------------------------------------------------
 
-    def reserve(self, projection: Projection, asset_class: AssetClass) -> Reservation:
+    def reserve(self, projection: Projection, asset_class: AssetClass) -> Counted:
         """Count an order that was allowed. Call in the same synchronous step as the check."""
-        reservation = Reservation(
-            next(self._ids), projection.symbol, asset_class, projection.side, projection.qty, projection.notional
-        )
-        self._add_pending(reservation, projection.price, sign=1)
-        self._reservations[reservation.id] = reservation
-        return reservation
+        counted = Counted(projection.symbol, asset_class, projection.side, projection.qty, projection.notional)
+        self.count(counted, projection.price)
+        return counted
 
-    def reserve_removal(self, order: Order) -> Reservation:
-        """Take an open order out of the book (a negative reservation) while its replacement
-        is checked: a replace is a new order, judged without the one it replaces."""
-        book = self.books.get(order.symbol)
-        mark = book.mark if book is not None else ZERO
-        qty, notional = _remaining(order, mark)
-        reservation = Reservation(next(self._ids), order.symbol, order.asset_class, order.side, -qty, -notional)
-        self._add_pending(reservation, mark, sign=1)
-        self._reservations[reservation.id] = reservation
-        return reservation
+    def count(self, counted: Counted, price: Decimal | None = None) -> None:
+        """Add one order's share (the ledger calls this; ``price`` seeds a book with no mark)."""
+        self._add(counted, price, 1)
 
-    def release(self, reservation: Reservation) -> None:
-        """Forget an order that never reached the venue, or that the venue refused."""
-        if self._reservations.pop(reservation.id, None) is not None:
-            self._add_pending(reservation, None, sign=-1)
+    def uncount(self, counted: Counted) -> None:
+        """Take back exactly a share that was counted."""
+        self._add(counted, None, -1)
 
-    def acknowledge(self, reservation: Reservation, order_id: str) -> None:
-        """The venue accepted it: keep counting it until a snapshot taken after now has it."""
-        reservation.order_id = order_id
-        self._epoch += 1
-        reservation.acked_epoch = self._epoch
+    def set_position(self, symbol: str, asset_class: AssetClass, qty: Decimal, mark: Decimal | None = None) -> None:
+        """The position is now ``qty`` (signed): from a fill event or the venue's snapshot."""
+        book = self._book(symbol, asset_class, mark)
+        book.position_qty = qty
+        if mark is not None and mark > 0:
+            book.mark = mark
+        self._refresh(book)
 
-    def begin_snapshot(self) -> int:
-        """Mark the moment a venue snapshot is requested; pass the result to apply_snapshot."""
-        self._epoch += 1
-        return self._epoch
+    def position(self, symbol: str) -> Decimal:
+        book = self.books.get(symbol)
+        return book.position_qty if book is not None else ZERO
 
-    def apply_snapshot(
-        self,
-        account: Account,
-        positions: list[Position],
-        open_orders: list[Order],
-        started_epoch: int,
-        now_monotonic: float,
-        marks: dict[str, Decimal] | None = None,
-        leverage: dict[str, Decimal] | None = None,
-    ) -> None:
-        """Rebuild the book from the venue's truth, keeping reservations it cannot know yet.
-
-        A reservation is dropped when the venue has it (its open order is in the snapshot) or
-        when it was acknowledged before the snapshot began and is no longer open (it filled or
-        was canceled, so the positions reflect it). In-flight and later ones are kept.
-        """
-        leverage = leverage or {}
-        marks = dict(marks or {})
-        previous = self.books
-        books: dict[str, SymbolBook] = {}
-
-        def book_for(symbol: str, asset_class: AssetClass) -> SymbolBook:
-            book = books.get(symbol)
-            if book is None:
-                old = previous.get(symbol)
-                mark = marks.get(symbol) or (old.mark if old else ZERO)
-                book = SymbolBook(
-                    symbol,
-                    asset_class,
-                    mark=mark,
-                    leverage=leverage.get(symbol, old.leverage if old else ONE),
-                    sector=self.sector_of(symbol, asset_class),
-                )
-                books[symbol] = book
-            return book
-
-        for position in positions:
-            book = book_for(position.symbol, position.asset_class)
-            book.position_qty = position.qty
-            if position.current_price > 0:
-                book.mark = position.current_price
-        open_ids = set()
-        # Top-level orders only: a bracket's or OCO's exit legs can only close what their
-        # parent opens, so counting them would double the short side. Fetch orders nested.
-        for order in open_orders:
-            if not order.status.is_open:
-                continue
-            open_ids.add(order.id)
-            book = book_for(order.symbol, order.asset_class)
-            remaining, notional = _remaining(order, book.mark)
-            if order.side is Side.BUY:
-                book.pending_buy_qty += remaining
-                book.pending_buy_notional += notional
-            else:
-                book.pending_sell_qty += remaining
-                book.pending_sell_notional += notional
-
-        kept: dict[int, Reservation] = {}
-        for reservation in self._reservations.values():
-            if reservation.order_id is not None and reservation.order_id in open_ids:
-                continue  # the snapshot counts it
-            if reservation.acked_epoch is not None and reservation.acked_epoch < started_epoch:
-                continue  # done before the snapshot began; positions reflect it
-            kept[reservation.id] = reservation
-            book = book_for(reservation.symbol, reservation.asset_class)
-            if reservation.side is Side.BUY:
-                book.pending_buy_qty += reservation.qty
-                book.pending_buy_notional += reservation.notional
-            else:
-                book.pending_sell_qty += reservation.qty
-                book.pending_sell_notional += reservation.notional
-
-        self.books = books
-        self._reservations = kept
+    def set_account(self, account: Account, now_monotonic: float) -> None:
+        """Equity, cash and the base of daily P&L from the venue; the book is fresh as of now."""
         self.equity = account.equity
         self.last_equity = account.last_equity
         self.cash = account.cash
         self.snapshot_at = now_monotonic
-        self._recount()
+
+    def touch(self, now_monotonic: float) -> None:
+        """The ledger vouches that the book is current (its event stream is up and reconciled)."""
+        if self.snapshot_at is None or now_monotonic > self.snapshot_at:
+            self.snapshot_at = now_monotonic
 
     def set_sectors(self, sectors: Mapping[str, str]) -> bool:
         """Install the policy's sector map. A different map re-assigns every book's sector and
@@ -375,31 +307,30 @@ class Portfolio:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _add_pending(self, reservation: Reservation, price: Decimal | None, sign: int) -> None:
-        book = self.books.get(reservation.symbol)
+    def _book(self, symbol: str, asset_class: AssetClass, price: Decimal | None) -> SymbolBook:
+        book = self.books.get(symbol)
         if book is None:
-            book = SymbolBook(
-                reservation.symbol,
-                reservation.asset_class,
-                mark=price or ZERO,
-                sector=self.sector_of(reservation.symbol, reservation.asset_class),
-            )
-            self.books[reservation.symbol] = book
+            book = SymbolBook(symbol, asset_class, mark=price or ZERO, sector=self.sector_of(symbol, asset_class))
+            self.books[symbol] = book
         elif book.mark <= 0 and price is not None:
             book.mark = price
-        if reservation.side is Side.BUY:
-            if sign > 0:
-                book.pending_buy_qty += reservation.qty
-                book.pending_buy_notional += reservation.notional
+        return book
+
+    def _add(self, c: Counted, price: Decimal | None, sign: int) -> None:
+        book = self._book(c.symbol, c.asset_class, price)
+        qty, notional = (c.qty, c.notional) if sign > 0 else (-c.qty, -c.notional)
+        if c.protective:
+            if c.side is Side.BUY:
+                book.protective_buy_qty += qty
             else:
-                book.pending_buy_qty -= reservation.qty
-                book.pending_buy_notional -= reservation.notional
-        elif sign > 0:
-            book.pending_sell_qty += reservation.qty
-            book.pending_sell_notional += reservation.notional
+                book.protective_sell_qty += qty
+            return  # no exposure: nothing else moves
+        if c.side is Side.BUY:
+            book.pending_buy_qty += qty
+            book.pending_buy_notional += notional
         else:
-            book.pending_sell_qty -= reservation.qty
-            book.pending_sell_notional -= reservation.notional
+            book.pending_sell_qty += qty
+            book.pending_sell_notional += notional
         self._refresh(book)
 
     def _refresh(self, book: SymbolBook) -> None:
@@ -495,18 +426,3 @@ class Portfolio:
         self.occupied_by_class = {c: 0 for c in AssetClass}
         for book in self.books.values():
             self._adjust_totals(book, 1)
-
-    @property
-    def reservations(self) -> tuple[Reservation, ...]:
-        return tuple(self._reservations.values())
-
-
-def _remaining(order: Order, mark: Decimal) -> tuple[Decimal, Decimal]:
-    """Unfilled quantity of an order and its notional, valued like a new order: at the
-    worst of the mark and the order's own prices."""
-    price = max(mark, order.limit_price or ZERO, order.stop_price or ZERO)
-    if order.qty is None:  # a notional order
-        notional = order.notional or ZERO
-        return (notional / price if price > 0 else ZERO), notional
-    remaining = order.qty - order.filled_qty
-    return remaining, remaining * price * contract_multiplier(order.asset_class)

@@ -264,5 +264,5 @@ async def test_fills_reach_the_book(paper_gateway):
     await call(tc.submit_order, MarketOrderRequest(symbol="AAPL", qty=5, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
     portfolio = paper_gateway.gateway.portfolio
     await wait_for(lambda: portfolio.book("AAPL") is not None and portfolio.book("AAPL").position_qty == 5)
-    await wait_for(lambda: not portfolio.reservations)
+    await wait_for(lambda: not paper_gateway.gateway.pipeline.ledger.open_orders())
     assert portfolio.committed == Decimal(950)

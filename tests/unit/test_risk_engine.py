@@ -12,6 +12,7 @@ import yaml
 from gateway.model import Account, AssetClass, Order, OrderIntent, OrderStatus, OrderType, Position, Side, TimeInForce, TradingState
 from gateway.policy.schema import parse_policy
 from gateway.risk.engine import EngineConfig, RiskEngine
+from gateway.ledger import Ledger
 from gateway.risk.portfolio import Portfolio
 
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)
@@ -37,7 +38,8 @@ def account(equity="100000"):
 
 def book(positions=(), orders=(), equity="100000", t=100.0):
     p = Portfolio()
-    p.apply_snapshot(account(equity), list(positions), list(orders), p.begin_snapshot(), t)
+    ledger = Ledger(p)
+    ledger.apply_snapshot(account(equity), list(positions), list(orders), ledger.begin_snapshot(), t)
     return p
 
 
@@ -211,43 +213,13 @@ def test_check_and_reserve_is_atomic_across_twenty_orders():
     assert engine.portfolio.committed == D(13 * 1500)
 
 
-def test_release_returns_capacity():
+def test_uncount_returns_capacity():
     engine = RiskEngine(book())
-    _, _, reservation = decide(engine, buy(qty="20"))
+    _, _, counted = decide(engine, buy(qty="20"))
     assert decide(engine, buy(qty="1"))[0].codes == ("max_position_pct",)
-    engine.portfolio.release(reservation)
+    engine.portfolio.uncount(counted)
     assert engine.portfolio.committed == D(0)
     assert decide(engine, buy(qty="1"))[0].allowed
-
-
-def test_snapshot_keeps_in_flight_and_late_acks_and_drops_settled():
-    portfolio = book()
-    engine = RiskEngine(portfolio)
-    _, _, in_flight = decide(engine, buy(symbol="A", qty="10"))
-    _, _, settled = decide(engine, buy(symbol="B", qty="10"))
-    portfolio.acknowledge(settled, "order-b")
-    started = portfolio.begin_snapshot()
-    _, _, late = decide(engine, buy(symbol="C", qty="10"))
-    portfolio.acknowledge(late, "order-c")
-    # The venue's snapshot: B filled (a position, no open order); C not visible yet.
-    portfolio.apply_snapshot(account(), [position("B", "10")], [], started, 102.0)
-    kept = {r.symbol for r in portfolio.reservations}
-    assert kept == {"A", "C"}
-    assert portfolio.committed == D(3000)  # A and C reserved, B held
-
-
-def test_snapshot_replaces_reservation_with_the_venues_open_order():
-    portfolio = book()
-    engine = RiskEngine(portfolio)
-    _, _, reservation = decide(engine, buy(qty="10", type=OrderType.LIMIT, limit_price=D(100)))
-    portfolio.acknowledge(reservation, "o1")
-    started = portfolio.begin_snapshot()
-    venue_order = Order(id="o1", client_order_id="c", symbol="AAPL", asset_class=AssetClass.US_EQUITY, side=Side.BUY,
-                        type=OrderType.LIMIT, time_in_force=TimeInForce.DAY, status=OrderStatus.NEW,
-                        created_at=NOW, updated_at=NOW, submitted_at=NOW, qty=D(10), limit_price=D(100))
-    portfolio.apply_snapshot(account(), [], [venue_order], started, 102.0)
-    assert portfolio.reservations == ()
-    assert portfolio.committed == D(1000)  # counted once, not twice
 
 
 # --- clamp ------------------------------------------------------------------------------

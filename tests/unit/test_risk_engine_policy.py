@@ -65,7 +65,7 @@ def test_a_check_never_walks_the_book():
     for symbol in ("S0002", "NEW", "BTC/USD", "S0003"):
         decision, _, reservation = decide(engine, order(symbol, qty="1"), pol, price="10", caller=BOT)
         assert decision.allowed, decision.codes
-        portfolio.release(reservation)
+        portfolio.uncount(reservation)
     assert decide(engine, order("S0004", side="sell", qty="1"), pol, price="10", caller=BOT)[0].reduces_only
 
 
@@ -142,7 +142,7 @@ def test_aggregates_match_a_full_recount_after_random_changes():
             if reservation is not None:
                 held.append(reservation)
         elif step < 0.7 and held:
-            portfolio.release(held.pop(rng.randrange(len(held))))
+            portfolio.uncount(held.pop(rng.randrange(len(held))))
         elif step < 0.9:
             book_ = portfolio.book(symbol)
             cls = book_.asset_class if book_ else AssetClass.US_EQUITY

@@ -273,7 +273,7 @@ def test_universe_counts_pending_orders_and_forgets_released_ones():
     engine = RiskEngine(book())
     _, _, reservation = decide(engine, order("BTC/USD", qty="0.01"), pol, price="60000")
     assert codes(decide(engine, order("ETH/USD", qty="0.1"), pol, price="3000")) == ("universe_size",)
-    engine.portfolio.release(reservation)
+    engine.portfolio.uncount(reservation)
     assert decide(engine, order("ETH/USD", qty="0.1"), pol, price="3000")[0].allowed
 
 

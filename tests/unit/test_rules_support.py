@@ -29,6 +29,7 @@ from gateway.model import (
 )
 from gateway.policy.schema import LoadedPolicy, parse_policy
 from gateway.risk.engine import RiskEngine
+from gateway.ledger import Ledger
 from gateway.risk.portfolio import Portfolio
 
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)
@@ -117,7 +118,8 @@ def account(equity: str = "100000", cash: str | None = None, last_equity: str | 
 
 def book(positions=(), orders=(), equity: str = "100000", cash: str | None = None, t: float = 100.0) -> Portfolio:
     p = Portfolio()
-    p.apply_snapshot(account(equity, cash), list(positions), list(orders), p.begin_snapshot(), t)
+    ledger = Ledger(p)
+    ledger.apply_snapshot(account(equity, cash), list(positions), list(orders), ledger.begin_snapshot(), t)
     return p
 
 

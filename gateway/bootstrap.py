@@ -20,7 +20,8 @@ from .audit.log import append_sync
 from .control.state import TradingControl
 from .home import PRIVATE_DIR_MODE, Home, write_private, write_public
 from .keys.clients import BotCredentials
-from .keys.master import ENV_VAR as MASTER_KEY_ENV, create_master_key
+from .keys.master import ENV_VAR as MASTER_KEY_ENV
+from .keys.master import create_master_key
 from .keys.vault import Vault
 from .model import utcnow
 from .policy.signing import generate_keypair, read_sig_file, sign_file

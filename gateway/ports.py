@@ -34,7 +34,6 @@ from .model import (
     VenueEvent,
 )
 
-
 MAX_PAGES = 200  # 100,000 open orders at Alpaca's 500 a page
 
 
@@ -69,6 +68,9 @@ class VenueCapabilities:
       gateway stop can never open a position there.
     - ``held_for_orders``: an open sell holds the shares it would sell (Alpaca); a second sell
       of held shares is refused by the venue.
+    - ``legs_need_whole_qty``: legs only on whole-unit quantities (Alpaca: no legs on
+      fractional or notional orders).
+    - ``stop_limit_only``: asset classes whose stops must carry a limit (Alpaca crypto).
     - ``event_stream``: the venue pushes order events (``subscribe``); without it the ledger
       relies on reconcile alone.
     - ``environment``: ``paper`` (simulated), ``sandbox`` (the broker's test account) or
@@ -82,6 +84,8 @@ class VenueCapabilities:
     amend: bool = True
     reduce_only: bool = False
     held_for_orders: bool = False
+    legs_need_whole_qty: bool = False
+    stop_limit_only: frozenset[AssetClass] = frozenset()
     event_stream: bool = False
     environment: str = "paper"
     rate_limit_per_min: int | None = None

@@ -37,9 +37,9 @@ from .keys.vault import Vault
 from .model import TradingState, utcnow
 from .pipeline import RiskGateway
 from .policy.store import PolicyRefused, PolicyStore
+from .ports import Venue
 from .risk.engine import EngineConfig, RiskEngine
 from .risk.portfolio import Portfolio
-from .ports import Venue
 
 log = logging.getLogger("gateway")
 

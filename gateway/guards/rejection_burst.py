@@ -13,7 +13,6 @@ from ..errors import Forbidden
 from ..model import Caller, Decision
 from .base import Guard
 
-
 _STATE_CODES = frozenset({"trading_locked", "reduce_only"})
 
 

@@ -62,7 +62,15 @@ from ..errors import Forbidden, Unauthorized
 from ..home import Home, write_private
 from ..model import AssetClass, Caller
 from ..ports import Authenticator
-from .vault import FileWatch, SecretNotFound, Vault, VaultError, exclusive_lock, parse_iso, utc_iso
+from .vault import (
+    FileWatch,
+    SecretNotFound,
+    Vault,
+    VaultError,
+    exclusive_lock,
+    parse_iso,
+    utc_iso,
+)
 
 log = logging.getLogger("gateway.keys.clients")
 

@@ -40,7 +40,15 @@ from ..model import (
     VenueEvent,
 )
 from ..risk.portfolio import Counted, Portfolio
-from .orders import ZERO, LedgerOrder, Phase, Role, from_intent, from_venue, valuation_of
+from .orders import (
+    ZERO,
+    LedgerOrder,
+    Phase,
+    Role,
+    from_intent,
+    from_venue,
+    valuation_of,
+)
 
 log = logging.getLogger("gateway.ledger")
 

@@ -14,6 +14,7 @@ from ..model import (
     OrderStatus,
     OrderType,
     Side,
+    StopLoss,
     TimeInForce,
     contract_multiplier,
 )
@@ -70,6 +71,7 @@ class LedgerOrder:
     valuation: Decimal = ZERO  # price the unfilled quantity is valued at (worst of mark and own prices)
     counted: Counted | None = None  # what the book holds for it right now
     suspended: bool = False  # taken out of the book while its replacement is judged
+    gateway_stop: StopLoss | None = None  # the stop the gateway places once this entry fills
     epoch: int = 0  # ledger epoch of its last change (a snapshot older than this cannot overrule it)
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -46,14 +46,15 @@ from ..model import (
     TakeProfit,
     TimeInForce,
     TradingState,
-    Violation,
     VenueEvent,
+    Violation,
 )
 from ..ports import Backend, Venue
 from ..risk.engine import PolicyLike, RiskEngine
 from .admission import TRADE_SCOPE, Admission
 from .facts import MarketFacts, asset_class_of, leverage_limit
 from .order_path import OrderPath, new_client_id
+from .protective import ProtectiveStops
 from .reconciler import Reconciler
 from .uncertain import UncertainResolver
 
@@ -86,6 +87,7 @@ class RiskGateway(Backend):
         guards: Sequence[Guard] = (),
         breakers: "LossBreakers | None" = None,
         ledger: Ledger | None = None,
+        alert: Callable[[str, dict], None] = lambda kind, data: None,
     ):
         self.venue = venue
         self.engine = engine
@@ -111,6 +113,7 @@ class RiskGateway(Backend):
             monotonic=monotonic,
         )
         self.resolver = UncertainResolver(venue, self.ledger, self._audit_later, monotonic=monotonic)
+        self.protective = ProtectiveStops(venue, self.ledger, lambda t, d: self._audit(t, None, d), alert=alert)
         self.orders = OrderPath(
             engine=engine,
             ledger=self.ledger,
@@ -119,6 +122,8 @@ class RiskGateway(Backend):
             policy=policy,
             guards=guards,
             venue_down=lambda: self.reconciler.last_error is not None,
+            capabilities=venue.capabilities,
+            refuse_entry=self.protective.refusal,
             on_forwarded=self._forwarded,
             on_uncertain=self.resolver.track,
             monotonic=monotonic,
@@ -135,6 +140,7 @@ class RiskGateway(Backend):
     async def stop(self) -> None:
         await self.reconciler.stop()
         await self.resolver.close()
+        await self.protective.close()
 
     async def drain(self, timeout_s: float = 10.0) -> int:
         """Wait for orders already forwarded to the venue; returns how many were waited on."""
@@ -154,7 +160,12 @@ class RiskGateway(Backend):
                 self.reconciler.soon()  # events may have been missed while it was down
             self._audit_later("venue.stream", {"connected": event.connected, "reason": event.reason})
 
-    def _forwarded(self, entry: LedgerOrder) -> None:
+    async def _forwarded(self, entry: LedgerOrder) -> None:
+        if entry.gateway_stop is not None:
+            self.protective.expect(entry.symbol, entry.asset_class, entry.gateway_stop)
+            if entry.filled_qty > 0:
+                # Filled at once: the bot hears back only once its position is protected.
+                await self.protective.ensure(entry.symbol)
         if not self.ledger.stream_live:
             self.reconciler.soon()  # without a stream, a snapshot is how fills are learned
 
@@ -181,11 +192,22 @@ class RiskGateway(Backend):
             else:
                 decision, final, entry = self.orders.decide(intent, price, caller, "submit")
             return await self.orders.run(
-                caller, "order", intent, final, decision, entry, price, lambda: self.venue.submit_order(final)
+                caller, "order", intent, final, decision, entry, price, self._sender(decision, final, self.venue.submit_order)
             )
         finally:
             if self.on_decision is not None and decision is not None:
                 self.on_decision(decision, self.monotonic() - started)
+
+    def _sender(self, decision: Decision, final: OrderIntent, send: Callable[[OrderIntent], Awaitable[Order]]):
+        """The venue call for an allowed order; an exit first makes room among the gateway's
+        own stops (a venue that holds shares for open sells would refuse it otherwise)."""
+
+        async def forward() -> Order:
+            if decision.reduces_only and final.qty is not None:
+                await self.protective.make_room(final.symbol, final.side, final.qty)
+            return await send(final)
+
+        return forward
 
     async def _repeat(self, existing: LedgerOrder, intent: OrderIntent) -> Order:
         """A client id the ledger already has: the same order again is answered with that
@@ -264,7 +286,7 @@ class RiskGateway(Backend):
             price = await self.facts.reference_price(symbol, asset_class)
         decision, final, entry = self.orders.decide(intent, price, caller, "close")
         return await self.orders.run(
-            caller, "close", intent, final, decision, entry, price, lambda: self.venue.submit_order(final)
+            caller, "close", intent, final, decision, entry, price, self._sender(decision, final, self.venue.submit_order)
         )
 
     async def close_all_positions(self, caller: Caller, cancel_orders: bool = False) -> list[BulkResult]:

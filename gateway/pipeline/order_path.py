@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,13 +22,22 @@ from ..errors import (
     GatewayError,
     RiskRejected,
     TradingHalted,
-    UpstreamUncertain,
     UpstreamUnavailable,
+    UpstreamUncertain,
 )
 from ..guards.base import Guard
 from ..ledger import Ledger, LedgerOrder, Role
 from ..ledger.orders import valuation_of
-from ..model import Caller, Decision, Order, OrderIntent, TradingState, Violation, utcnow
+from ..model import (
+    Caller,
+    Decision,
+    Order,
+    OrderIntent,
+    TradingState,
+    Violation,
+    utcnow,
+)
+from ..ports import VenueCapabilities
 from ..risk.engine import PolicyLike, RiskEngine
 
 log = logging.getLogger("gateway.pipeline.order_path")
@@ -39,8 +48,14 @@ VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price", "leverage_u
 _DEFINITE = ("invalid", "insufficient_funds", "order_rejected", "forbidden", "not_found", "too_large", "rate_limited")
 
 
+CLIENT_ID_MAX = 36  # Binance's limit (Alpaca allows 128)
+
+
 def new_client_id(kind: str = "gw") -> str:
-    return f"{kind}-{uuid.uuid4().hex}"
+    """A gateway client id: ``kind``, then 104 random bits; at most 36 characters."""
+    client_id = f"{kind}-{uuid.uuid4().hex[:26]}"
+    assert len(client_id) <= CLIENT_ID_MAX
+    return client_id
 
 
 class OrderPath:
@@ -54,7 +69,9 @@ class OrderPath:
         policy: Callable[[], PolicyLike | None],
         guards: Sequence[Guard] = (),
         venue_down: Callable[[], bool] = lambda: False,
-        on_forwarded: Callable[[LedgerOrder], None] = lambda order: None,
+        capabilities: VenueCapabilities = VenueCapabilities(),
+        refuse_entry: Callable[[str], Violation | None] = lambda symbol: None,
+        on_forwarded: Callable[[LedgerOrder], Awaitable[None]] | None = None,
         on_uncertain: Callable[[LedgerOrder], None] = lambda order: None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
@@ -65,6 +82,8 @@ class OrderPath:
         self.policy = policy
         self.guards = tuple(guards)
         self.venue_down = venue_down
+        self.capabilities = capabilities
+        self.refuse_entry = refuse_entry
         self.on_forwarded = on_forwarded
         self.on_uncertain = on_uncertain
         self.monotonic = monotonic
@@ -96,6 +115,12 @@ class OrderPath:
             caller=caller,
             action=action,
         )
+        if decision.allowed and not decision.reduces_only:
+            refusal = self.refuse_entry(intent.symbol)
+            if refusal is not None:
+                if counted is not None:
+                    self.engine.portfolio.uncount(counted)
+                decision = self.deny(refusal)
         if not decision.allowed:
             if replaces is not None:
                 self.ledger.resume(replaces)
@@ -103,10 +128,25 @@ class OrderPath:
         role = Role.EXIT if decision.reduces_only else Role.ENTRY
         valuation = valuation_of(self.engine.portfolio.mark(final.symbol) or price, final.limit_price, final.stop_price)
         attached = final.stop_loss is not None and intent.stop_loss is None
+        gateway_stop = None
+        if attached and not self._carries_leg(final):
+            # The venue cannot carry the stop as a leg: the order leaves without it and the
+            # gateway places its own stop after the fill (the protective-stop keeper).
+            gateway_stop = final.stop_loss
+            final = replace(final, stop_loss=None, order_class=intent.order_class)
+            decision = replace(decision, notes=(*decision.notes, "stop_loss: the gateway places the stop after the fill"))
         entry = self.ledger.record(
             final, counted, role, caller.key_id, valuation, replaces=replaces, protective_stop=attached
         )
+        entry.gateway_stop = gateway_stop
         return decision, final, entry
+
+    def _carries_leg(self, intent: OrderIntent) -> bool:
+        caps = self.capabilities
+        if not caps.native_legs(intent.asset_class, intent.order_class):
+            return False
+        whole = intent.qty is not None and intent.qty == intent.qty.to_integral_value()
+        return whole or not caps.legs_need_whole_qty
 
     def deny(self, violation: Violation) -> Decision:
         policy = self.policy()
@@ -205,7 +245,8 @@ class OrderPath:
         self.audit_later(f"{action}.accepted", caller, order_record(order, entry))
         if decision.notes:
             order.gateway_note = "; ".join(decision.notes)
-        self.on_forwarded(entry)
+        if self.on_forwarded is not None:
+            await self.on_forwarded(entry)
         return order
 
     async def _uncertain(self, caller: Caller, action: str, entry: LedgerOrder, error: str) -> None:

@@ -80,7 +80,13 @@ from ..home import Home, write_public
 from ..model import utcnow
 from .diff import FieldChange, describe_change, diff_policies, loosened
 from .schema import LoadedPolicy, Policy, PolicyError, parse_policy
-from .signing import SignatureError, dump_sig_doc, examine_signatures, read_sig_file, sig_path_for
+from .signing import (
+    SignatureError,
+    dump_sig_doc,
+    examine_signatures,
+    read_sig_file,
+    sig_path_for,
+)
 from .trust import Trust, TrustError, home_lock
 
 REFUSAL_CODES = (

@@ -47,6 +47,7 @@ from ..model import (
     BulkResult,
     Clock,
     Order,
+    OrderClass,
     OrderIntent,
     OrderQuery,
     OrderReplace,
@@ -55,7 +56,7 @@ from ..model import (
 )
 from ..numbers import MAX_PRICE, fmt, parse_decimal
 from ..wire import alpaca as wire
-from .base import Venue
+from .base import Venue, VenueCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,16 @@ class AlpacaVenue(Venue):
         self.data_url = (data_url or default_data_url(self.base_url)).rstrip("/")
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self.capabilities = VenueCapabilities(
+            # Alpaca carries bracket/OTO/OCO legs on whole-share equity orders only.
+            order_classes={AssetClass.US_EQUITY: frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})},
+            amend=True,
+            held_for_orders=True,
+            legs_need_whole_qty=True,
+            stop_limit_only=frozenset({AssetClass.CRYPTO}),
+            environment="paper" if "paper-api.alpaca.markets" in self.base_url or _is_loopback(self.base_url) else "live",
+            rate_limit_per_min=200,
+        )
 
     def __repr__(self) -> str:
         return f"AlpacaVenue(base_url={self.base_url!r}, data_url={self.data_url!r})"
@@ -378,3 +389,8 @@ def _decode_list(parse: Callable[[Any], Any], data: Any) -> list:
     if not isinstance(data, list):
         raise UpstreamUnavailable("the broker's answer could not be read (expected a list)")
     return [_decode(parse, item) for item in data]
+
+
+def _is_loopback(url: str) -> bool:
+    host = URL(url).host or ""
+    return host in ("localhost", "::1") or host.startswith("127.")

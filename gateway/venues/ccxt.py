@@ -82,7 +82,7 @@ from ..model import (
     classify_symbol,
     utcnow,
 )
-from .base import TradingRules, Venue
+from .base import TradingRules, Venue, VenueCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,13 @@ class CcxtVenue(Venue):
         self._settings_cache: tuple[dict, float] | None = None  # fetch_leverages answer, when
         self._day: date | None = None
         self._day_equity = Decimal(0)
+        self.capabilities = VenueCapabilities(
+            order_classes={},  # exits are separate orders: the gateway places its own stops
+            amend=False,
+            reduce_only=True,  # reduceOnly: a gateway stop can never open a position
+            environment="sandbox" if sandbox else ("paper" if urls else "live"),
+            rate_limit_per_min=2400,  # Binance USD-M request weight
+        )
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.exchange_id!r})"

@@ -17,12 +17,13 @@ from ..model import (
     BulkResult,
     Clock,
     Order,
+    OrderClass,
     OrderIntent,
     OrderQuery,
     OrderReplace,
     Position,
 )
-from .base import TradingRules, Venue
+from .base import TradingRules, Venue, VenueCapabilities
 from .paper_engine import PaperEngine
 
 # Order rules the paper venue advertises (it accepts anything finer; these only tell clients how
@@ -38,8 +39,12 @@ DEFAULT_PAPER_RULES = (Decimal("0.0001"), Decimal("0.001"))
 PAPER_MAX_LEVERAGE = 125
 
 
+ALL_CLASSES = frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})
+
+
 class PaperVenue(Venue):
     name = "paper"
+    capabilities = VenueCapabilities(order_classes={cls: ALL_CLASSES for cls in AssetClass}, environment="paper")
 
     def __init__(
         self,

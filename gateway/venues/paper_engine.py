@@ -45,7 +45,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
-from ..errors import GatewayError, InsufficientFunds, InvalidRequest, NotFound, OrderRejected
+from ..errors import (
+    GatewayError,
+    InsufficientFunds,
+    InvalidRequest,
+    NotFound,
+    OrderRejected,
+)
 from ..model import (
     Account,
     Asset,

@@ -140,6 +140,7 @@ class Ledger:
         order.counted = counted
         if replaces is not None:
             order.replaces = replaces.client_order_id
+            _inherit(order, replaces)
         self._epoch += 1
         order.epoch = self._epoch
         self._index(order)
@@ -246,7 +247,11 @@ class Ledger:
                 return  # a closed order we never counted: nothing to take back
             role = Role.PROTECTIVE if venue_order.client_order_id.startswith(PROTECTIVE_PREFIX) else Role.FOREIGN
             unseen = replace(venue_order, filled_qty=ZERO, status=OrderStatus.NEW)
-            order = self._adopt(unseen, role, None)
+            replaced = self._by_venue.get(venue_order.replaces) if venue_order.replaces else None
+            order = self._adopt(unseen, replaced.role if replaced is not None else role, None)
+            if replaced is not None:
+                order.replaces = replaced.client_order_id
+                _inherit(order, replaced)
         before = self.book.position(order.symbol)
         self._merge(order, venue_order, moves_position=True)
         if event.position_qty is not None and event.event in _FILLS:
@@ -460,6 +465,17 @@ def _largest(group_members: list[LedgerOrder]) -> set[int]:
         best = max(group, key=lambda o: (o.remaining, -len(o.client_order_id)))
         chosen.add(id(best))
     return chosen
+
+
+def _inherit(new: LedgerOrder, old: LedgerOrder) -> None:
+    """A replacement takes the place of the order it replaces: same parent, same group."""
+    new.order_class = old.order_class
+    parent = old.parent
+    if parent is not None:
+        new.parent = parent
+        parent.legs = [new if leg is old else leg for leg in parent.legs]
+        if new not in parent.legs:
+            parent.legs.append(new)
 
 
 def _flatten(order: Order, parent: Order | None = None):

@@ -166,15 +166,15 @@ class AlpacaVenue(Venue):
         # Always send a client order id: it is how an uncertain submit is resolved later.
         client_order_id = intent.client_order_id or str(uuid.uuid4())
         body = wire.intent_to_wire(intent, client_order_id)
-        data = await self._send_order("POST", "/v2/orders", body, client_order_id)
-        return data if isinstance(data, Order) else _decode(wire.order_from_wire, data)
+        return await self._send_order("POST", "/v2/orders", body, client_order_id, lambda o: _same_as(o, intent))
 
     async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
         client_order_id = change.client_order_id or str(uuid.uuid4())
         body = wire.replace_to_wire(change)
         body["client_order_id"] = client_order_id
-        data = await self._send_order("PATCH", f"/v2/orders/{_path_order_id(order_id)}", body, client_order_id)
-        return data if isinstance(data, Order) else _decode(wire.order_from_wire, data)
+        return await self._send_order(
+            "PATCH", f"/v2/orders/{_path_order_id(order_id)}", body, client_order_id, lambda o: o.replaces == order_id
+        )
 
     async def cancel_order(self, order_id: str) -> None:
         await self._request("DELETE", f"/v2/orders/{_path_order_id(order_id)}")
@@ -198,10 +198,17 @@ class AlpacaVenue(Venue):
         data = await self._request("DELETE", "/v2/positions", params=params)
         return _decode_list(wire.close_result_from_wire, data)
 
-    async def _send_order(self, method: str, path: str, body: dict[str, Any], client_order_id: str) -> Any:
-        """Send an order-creating request; resolve an uncertain outcome by client order id."""
+    async def _send_order(
+        self, method: str, path: str, body: dict[str, Any], client_order_id: str, same: Callable[[Order], bool]
+    ) -> Order:
+        """Send an order-creating request. An uncertain outcome (no answer, a 5xx, a 2xx that is
+        not an order) is resolved by client order id; still unknown, it stays uncertain."""
         try:
-            return await self._request(method, path, json_body=body)
+            data = await self._request(method, path, json_body=body)
+            try:
+                return wire.order_from_wire(data)
+            except (InvalidRequest, KeyError, TypeError, ValueError, AttributeError):
+                raise UpstreamUncertain("the broker's answer was not an order; it may or may not be placed") from None
         except UpstreamUncertain:
             found = await self._find_by_client_id(client_order_id)
             if found is None:
@@ -209,11 +216,13 @@ class AlpacaVenue(Venue):
             log.warning("alpaca %s %s: outcome was uncertain, found the order by client id", method, path)
             return found
         except OrderRejected as exc:
-            # A retry of an order that did arrive: Alpaca refuses the duplicate client order id.
+            # Alpaca refuses a reused client order id. Only when the order holding it is this
+            # very order (a retry of one that did arrive) is it the answer; otherwise the
+            # refusal stands: answering with another order would tell the bot a lie.
             if "client_order_id" not in exc.message:
                 raise
             found = await self._find_by_client_id(client_order_id)
-            if found is None:
+            if found is None or not same(found):
                 raise
             return found
 
@@ -394,3 +403,16 @@ def _decode_list(parse: Callable[[Any], Any], data: Any) -> list:
 def _is_loopback(url: str) -> bool:
     host = URL(url).host or ""
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _same_as(order: Order, intent: OrderIntent) -> bool:
+    """The venue's order is the one this intent describes (a retry that did arrive)."""
+    return (
+        order.symbol == intent.symbol
+        and order.side is intent.side
+        and order.type is intent.type
+        and order.qty == intent.qty
+        and order.notional == intent.notional
+        and order.limit_price == intent.limit_price
+        and order.stop_price == intent.stop_price
+    )

@@ -28,6 +28,7 @@ text as it is (which holds the request URL). ccxt's debug log (request headers) 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -212,6 +213,7 @@ class CcxtVenue(Venue):
             {"enableRateLimit": self._rate_limit, "timeout": self._timeout_ms, "options": dict(self._options)}
         )
         exchange.logger = _CCXT_LOG
+        exchange.on_rest_response = _remember_status(exchange.on_rest_response)
         if self._sandbox:
             exchange.set_sandbox_mode(True)
         api = exchange.urls.get("api")
@@ -271,6 +273,7 @@ class CcxtVenue(Venue):
     async def _call(self, fn: Callable, *args: Any, mutating: bool = False, **kwargs: Any) -> Any:
         """Run one ccxt call; its exceptions become gateway errors with safe messages."""
         failure: GatewayError | None = None
+        _HTTP_STATUS.set(None)
         try:
             return await fn(*args, **kwargs)
         except cx.BaseError as exc:
@@ -281,6 +284,11 @@ class CcxtVenue(Venue):
 
     def _translate(self, exc: cx.BaseError, mutating: bool) -> GatewayError:
         message = self._message(exc)
+        status = _HTTP_STATUS.get()
+        if mutating and status is not None and status >= 500:
+            # The exchange answered with a server error: whatever code its body carries, the
+            # order may have been placed before it failed. Uncertain, never a rejection.
+            return UpstreamUncertain(f"{self.exchange_id} answered {status}; the request may or may not have been applied")
         if isinstance(exc, cx.AuthenticationError):
             return UpstreamUnavailable("upstream rejected the gateway's broker credentials")
         if isinstance(exc, cx.InsufficientFunds):
@@ -1002,6 +1010,18 @@ def _round(value: Decimal, tick: Decimal | None, up: bool) -> Decimal:
         return value
     steps = (value / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
     return (steps * tick).normalize()
+
+
+# The HTTP status of the last answer in this task (ccxt raises before its caller sees it).
+_HTTP_STATUS: contextvars.ContextVar[int | None] = contextvars.ContextVar("ccxt_http_status", default=None)
+
+
+def _remember_status(original: Callable) -> Callable:
+    def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
+        _HTTP_STATUS.set(code)
+        return original(code, reason, url, method, headers, body, request_headers, request_body)
+
+    return on_rest_response
 
 
 def _maybe_applied(exc: cx.BaseError) -> bool:

@@ -155,11 +155,11 @@ class Ledger:
         self._epoch += 1
         self._set_venue_id(order, venue_order.id)
         order.phase = Phase.LIVE
-        self._merge(order, venue_order, moves_position=True)
+        moved = self._merge(order, venue_order, moves_position=True)
         for leg, venue_leg in _match_legs(order.legs, venue_order.legs):
             self._set_venue_id(leg, venue_leg.id)
             leg.phase = Phase.LIVE
-            self._merge(leg, venue_leg, moves_position=True)
+            moved = self._merge(leg, venue_leg, moves_position=True) or moved
         for leg in order.legs:
             if leg.phase is Phase.DECIDED:  # the venue did not show it: count it as live, fail closed
                 leg.phase = Phase.LIVE
@@ -173,7 +173,7 @@ class Ledger:
                 old.epoch = self._epoch
                 self._recount_family(old)
         self._recount_family(order)
-        self._notify(Change(order))
+        self._notify(Change(order, position_changed=order.symbol if moved else None))
 
     def refused(self, order: LedgerOrder, status: OrderStatus = OrderStatus.REJECTED) -> None:
         """The venue does not have it (it refused it, or a lookup proved it absent)."""
@@ -372,13 +372,15 @@ class Ledger:
         order.venue_id = venue_id
         self._by_venue[venue_id] = order
 
-    def _merge(self, order: LedgerOrder, venue_order: Order, *, moves_position: bool) -> None:
+    def _merge(self, order: LedgerOrder, venue_order: Order, *, moves_position: bool) -> bool:
         """Take the venue's word on ``order``. Fills the ledger had not seen move the position
         when ``moves_position`` (an answer or an event); a snapshot's do not (its positions
-        already hold them)."""
+        already hold them). True when the position moved."""
         order.status = venue_order.status
+        moved = False
         if venue_order.filled_qty > order.filled_qty:
             if moves_position:
+                moved = True
                 delta = venue_order.filled_qty - order.filled_qty
                 self._fill_epoch[order.symbol] = self._epoch
                 position = self.book.position(order.symbol) + order.side.sign * delta
@@ -394,6 +396,7 @@ class Ledger:
         order.valuation = max(order.valuation, valuation_of(None, order.limit_price, order.stop_price))
         if not venue_order.status.is_open:
             order.phase = Phase.DONE
+        return moved
 
     def _close(self, order: LedgerOrder, status: OrderStatus) -> None:
         order.status = status

@@ -137,11 +137,13 @@ class ProtectiveStops:
 
     def _on_change(self, change: Change) -> None:
         if change.position_changed == "*":
-            for symbol in {s for s, b in self.ledger.book.books.items() if b.position_qty != 0} | set(self.targets):
+            held = {s for s, b in self.ledger.book.books.items() if b.position_qty != 0}
+            guarded = {o.symbol for o in self.ledger.open_orders() if o.role is Role.PROTECTIVE}
+            for symbol in held | guarded | set(self.targets):
                 self.schedule(symbol)
         elif change.position_changed is not None:
             self.schedule(change.position_changed)
-        elif change.order is not None and not change.order.is_open and change.order.symbol in self.targets:
+        elif change.order is not None and not change.order.is_open and self._guarded(change.order.symbol):
             self.schedule(change.order.symbol)  # an exit or a stop closed: resize
 
     async def _ensure_soon(self, symbol: str) -> None:
@@ -263,6 +265,9 @@ class ProtectiveStops:
             ),
             ZERO,
         )
+
+    def _guarded(self, symbol: str) -> bool:
+        return symbol in self.targets or any(o.role is Role.PROTECTIVE for o in self.ledger.open_orders(symbol))
 
     def _closing_side(self, symbol: str) -> Side:
         return Side.BUY if self.ledger.book.position(symbol) < 0 else Side.SELL

@@ -70,6 +70,24 @@ class PaperBrokerProcess:
                 assert resp.status == 200
                 return await resp.json()
 
+    async def open_orders(self) -> list[dict]:
+        """Every open order at the broker, paged oldest first the way Alpaca pages."""
+        found: dict[str, dict] = {}
+        after = None
+        async with aiohttp.ClientSession(headers=self.headers) as session:
+            while True:
+                params = {"status": "open", "limit": "500", "direction": "asc"}
+                if after:
+                    params["after"] = after
+                async with session.get(f"{self.url}/v2/orders", params=params) as resp:
+                    assert resp.status == 200
+                    page = await resp.json()
+                fresh = [o for o in page if o["id"] not in found]
+                found.update((o["id"], o) for o in fresh)
+                if len(page) < 500 or not fresh:
+                    return list(found.values())
+                after = fresh[-1]["submitted_at"]
+
     @property
     def headers(self) -> dict:
         return {"APCA-API-KEY-ID": self.key_id, "APCA-API-SECRET-KEY": self.secret}

@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 
 from .dialects import alpaca as dialect
+from .dialects import alpaca_stream
 from .dialects import binance_futures as binance
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
@@ -88,6 +89,7 @@ def build_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> we
     trading = dialect.alpaca_app(DirectBackend(venue), auth)
     trading.router.add_get("/stocks/{symbol}/trades/latest", stock_latest_trade)
     app.add_subapp("/v2", trading)
+    app.router.add_get("/stream", alpaca_stream.trade_updates_handler(DirectBackend(venue), auth))
     app.router.add_get("/health", health)
     app.router.add_post("/_paper/prices", set_prices)
     app.router.add_get("/v1beta3/crypto/us/latest/trades", crypto_latest_trades)

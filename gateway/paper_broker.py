@@ -34,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from .dialects import alpaca as dialect
-from .dialects import alpaca_stream
+from .dialects import alpaca_stream, binance_user_stream
 from .dialects import binance_futures as binance
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
@@ -131,6 +131,7 @@ def build_binance_paper_broker_app(
     app[binance.STATE] = state
     app.add_subapp("/fapi", binance.fapi_app(state))
     app.add_subapp("/sapi", binance.sapi_app(state))
+    binance_user_stream.add_socket_routes(app, state)
     app.router.add_get("/health", binance_health)
     app.router.add_post("/_paper/prices", binance_set_prices)
     app.router.add_get("/_paper/stats", binance_stats)

@@ -124,7 +124,8 @@ class BinanceUserStream:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         if self._listen_key is not None:
-            with contextlib.suppress(GatewayError, Exception):
+            # Best effort: a key left open simply expires after 60 minutes.
+            with contextlib.suppress(Exception):
                 exchange = self.venue._exchange
                 if exchange is not None:
                     await asyncio.wait_for(self.venue._call(exchange.fapiPrivateDeleteListenKey), 5)

@@ -70,7 +70,7 @@ from ..model import (
     contract_multiplier,
     utcnow,
 )
-from ..numbers import MAX_NOTIONAL, MAX_PERCENT, MAX_PRICE, MAX_QTY, parse_decimal
+from ..numbers import MAX_NOTIONAL, MAX_PERCENT, MAX_PRICE, MAX_QTY, fmt, parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -748,7 +748,7 @@ class PaperEngine:
         available = max(ZERO, position - self._held_for_orders(order.symbol, exclude))
         if qty > available:
             raise InsufficientFunds(
-                f"insufficient qty available for order (requested: {_fmt(qty)}, available: {_fmt(available)})"
+                f"insufficient qty available for order (requested: {fmt(qty)}, available: {fmt(available)})"
             )
 
     def _held_for_orders(self, symbol: str, exclude: str | None = None) -> Decimal:
@@ -1248,12 +1248,6 @@ def _next_weekday_time(now: datetime, at: time) -> datetime:
         if candidate > now and candidate.weekday() < 5:
             return candidate
         day += timedelta(days=1)
-
-
-def _fmt(value: Decimal) -> str:
-    """A quantity as Alpaca writes it in messages: no exponent, no trailing zeros."""
-    text = format(value.normalize(), "f")
-    return text
 
 
 def _shown(value: object) -> str:

@@ -163,3 +163,34 @@ async def test_600_open_orders_page_by_submission_time_with_alpaca_py():
     assert forward == placed
     assert backward == placed[::-1]
     assert len(await venue.list_orders(OrderQuery(limit=10_000))) == 500  # one call never returns more
+
+
+async def test_binance_dialect_limits_request_weight_with_binances_429():
+    from yarl import URL
+
+    from gateway.paper_broker import build_binance_paper_broker_app
+
+    from .test_binance_paper_broker import BROKER_KEY, BROKER_SECRET, sign
+
+    venue = PaperVenue(starting_equity=Decimal(100000), seed_marks=True, futures=True)
+    app = build_binance_paper_broker_app(venue, key_id=BROKER_KEY, secret=BROKER_SECRET, rate_limit=100)
+    runner, port = await start_app(app)
+    try:
+        async with aiohttp.ClientSession(headers={"X-MBX-APIKEY": BROKER_KEY}) as session:
+
+            async def open_orders(**params):
+                url = URL(f"http://127.0.0.1:{port}/fapi/v1/openOrders?{sign(params, BROKER_SECRET)}", encoded=True)
+                return await call(session, "GET", url)
+
+            first = await open_orders()  # 40 weight without a symbol
+            second = await open_orders(symbol="BTCUSDT")  # 1 with one
+            third = await open_orders()
+            refused = await open_orders()  # 40 + 1 + 40 + 40 > 100
+            stats_url = URL(f"http://127.0.0.1:{port}/_paper/stats?{sign({}, BROKER_SECRET)}", encoded=True)
+            counted = await call(session, "GET", stats_url)
+    finally:
+        await runner.cleanup()
+    assert [first[0], second[0], third[0], refused[0]] == [200, 200, 200, 429]
+    assert refused[1] == {"code": -1003, "msg": "too many requests: the limit is 100 a minute"}
+    assert first[2]["X-MBX-USED-WEIGHT-1M"] == "40" and third[2]["X-MBX-USED-WEIGHT-1M"] == "81"
+    assert counted[1]["weight"] == 81 and counted[1]["requests"] == 3 and counted[1]["rate_limited"] == 1

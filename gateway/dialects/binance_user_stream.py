@@ -102,6 +102,10 @@ class ListenKeys:
             return None
         return entry
 
+    def open_sockets(self) -> int:
+        """Sockets being served now, over every key."""
+        return sum(len(entry.closers) for entry in self._by_key.values())
+
     def remaining_s(self, entry: _Key) -> float:
         return entry.expires_at - self.clock()
 

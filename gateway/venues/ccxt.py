@@ -83,7 +83,7 @@ from ..model import (
     utcnow,
 )
 from .base import TradingRules, Venue, VenueCapabilities
-from .ccxt_user_stream import SUPPORTED_EXCHANGES, BinanceUserStream
+from .ccxt_user_stream import SUPPORTED_EXCHANGES, BinanceUserStream, supports_user_stream
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class CcxtVenue(Venue):
         self._day: date | None = None
         self._day_equity = Decimal(0)
         # The exchange's own event stream, where the venue has a client for it (Binance USD-M).
-        streamed = stream and exchange_id in SUPPORTED_EXCHANGES
+        streamed = stream and supports_user_stream(exchange_id, self._options)
         self.user_stream = BinanceUserStream(self) if streamed else None
         self.capabilities = _capabilities(exchange_id, self._urls, sandbox, streamed)
 

@@ -55,8 +55,13 @@ _BINANCE_STREAM_HOSTS = {
 }
 
 
-def supports_user_stream(exchange: Any) -> bool:
-    return exchange.id in SUPPORTED_EXCHANGES and hasattr(exchange, "fapiPrivatePostListenKey")
+def supports_user_stream(exchange_id: str, options: dict) -> bool:
+    """USD-M futures only: ``binanceusdm``, or ``binance`` trading futures (``defaultType``
+    future or swap). A spot venue's markets share the futures' symbol ids, so a futures stream
+    would be misread as its own."""
+    if exchange_id == "binanceusdm":
+        return True
+    return exchange_id == "binance" and options.get("defaultType") in ("future", "swap")
 
 
 def private_ws_url(exchange: Any, listen_key: str) -> str:

@@ -58,7 +58,7 @@ async def until_connected(state) -> None:
     is being served."""
     keys = listen_keys(state)
     deadline = asyncio.get_running_loop().time() + 10
-    while not any(entry.closers for entry in keys._by_key.values()):
+    while not keys.open_sockets():
         assert asyncio.get_running_loop().time() < deadline, "ccxt.pro never connected"
         await asyncio.sleep(0.02)
 

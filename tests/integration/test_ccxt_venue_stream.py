@@ -129,3 +129,12 @@ def test_socket_url_follows_ccxt_pros_rule_and_binances_hosts():
     assert private_ws_url(exchange, "K") == "ws://127.0.0.1:9/private/ws?listenKey=K"
     exchange.urls["api"]["ws"] = {"linear": "wss://fstream.example.com/stream"}
     assert private_ws_url(exchange, "K") == "wss://fstream.example.com/stream/K"
+
+
+def test_only_usd_m_futures_venues_stream():
+    spot = CcxtVenue("binance", lambda: ("k", "s"))
+    futures = CcxtVenue("binance", lambda: ("k", "s"), options={"defaultType": "future"})
+    other = CcxtVenue("bybit", lambda: ("k", "s"))
+    assert spot.user_stream is None and not spot.capabilities.event_stream
+    assert futures.user_stream is not None and futures.capabilities.event_stream
+    assert other.user_stream is None and other.capabilities.environment == "live"

@@ -8,17 +8,28 @@ a real socket.
 Binance futures (``build_binance_paper_broker_app``): a futures paper account (shorts, per-symbol
 leverage starting at 1x, margin modes; see ``paper_engine``) seeded with ``FUTURES_MARKS``, ``/fapi``
 and ``/sapi`` as ccxt's ``binanceusdm`` calls them, every signed request checked against the one
-configured key (HMAC-SHA256, ``X-MBX-APIKEY``), plus ``POST /_paper/prices`` (signed the Binance
-way: timestamp and signature in the query string, over the query and the JSON body) taking
-``{"BTCUSDT": price}`` or ``{"BTC/USDT": price}``, and ``GET /health``.
+configured key (HMAC-SHA256, ``X-MBX-APIKEY``), the user data stream (``/fapi/v1/listenKey`` and
+its websockets, ``gateway.dialects.binance_user_stream``), plus ``POST /_paper/prices`` (signed the
+Binance way: timestamp and signature in the query string, over the query and the JSON body)
+taking ``{"BTCUSDT": price}`` or ``{"BTC/USDT": price}``, and ``GET /health``.
 
 Alpaca: besides Alpaca's trading API it serves:
 
+- the ``trade_updates`` stream at ``/stream`` (``gateway.dialects.alpaca_stream``);
 - ``POST /_paper/prices`` ``{"SYMBOL": price}``: moves marks (tests trigger stops and losses);
 - Alpaca's latest-trade market-data endpoints, so ``AlpacaVenue.latest_price`` works against it:
   ``/v2/stocks/{symbol}/trades/latest``, ``/v1beta3/crypto/us/latest/trades?symbols=``,
   ``/v1beta1/options/trades/latest?symbols=``;
 - ``GET /health`` (no credentials).
+
+Run from the command line, the Alpaca broker refuses what Alpaca refuses (a sell of shares an open
+sell holds, crypto orders other than simple market/limit/stop-limit gtc/ioc, non-simple or
+non-day notional and fractional orders; ``PaperEngine(alpaca_rules=True)``) unless ``--lenient``.
+
+Both dialects: ``--rate-limit N/min`` answers 429 beyond N requests (Binance: request weight) a
+minute, in the dialect's error shape; ``GET /_paper/stats`` (authenticated like any other call)
+gives the requests served, their weight, the refusals and a count per route
+(``gateway.paper_traffic``).
 
 Every route but ``/health`` needs the one configured key pair, compared in constant time.
 """

@@ -16,7 +16,8 @@ Binance's rules kept here:
   get ``listenKeyExpired`` and are closed; a socket is closed after MAX_SOCKET_S in any case;
 - events are ORDER_TRADE_UPDATE / ALGO_UPDATE / ACCOUNT_UPDATE (``gateway.wire.binance_stream``),
   from ``Backend.order_events`` for the key's owner. A backend without events refuses a
-  listenKey (-5000), rather than hand out a stream that never speaks.
+  listenKey (-5000), rather than hand out a stream that never speaks. An ACCOUNT_UPDATE reads
+  the wallet, margin mode and mark through the backend (three reads per position change).
 """
 
 from __future__ import annotations

@@ -46,6 +46,15 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+def _rate_limit(text: str) -> int:
+    from .paper_traffic import parse_rate_limit
+
+    try:
+        return parse_rate_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _read_secret(prompt: str) -> str:
     """One line from stdin (or a hidden prompt on a terminal)."""
     if sys.stdin.isatty():
@@ -148,7 +157,18 @@ def cmd_paper_broker(args) -> int:
     if not args.key_id:
         print(f"paper broker key id: {key_id}\npaper broker secret: {secret}", flush=True)
     try:
-        asyncio.run(run_paper_broker(host, port, equity=args.equity, key_id=key_id, secret=secret, dialect=args.dialect))
+        asyncio.run(
+            run_paper_broker(
+                host,
+                port,
+                equity=args.equity,
+                key_id=key_id,
+                secret=secret,
+                dialect=args.dialect,
+                rate_limit=args.rate_limit,
+                lenient=args.lenient,
+            )
+        )
     except KeyboardInterrupt:
         pass
     return 0
@@ -517,6 +537,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equity", type=_decimal, default=Decimal("100000"))
     p.add_argument("--key-id")
     p.add_argument("--secret")
+    p.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N/min",
+        help="answer 429 beyond N requests a minute (Binance: N request weight), as the broker does; off by default",
+    )
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="alpaca: accept what Alpaca refuses (selling shares an open order holds, crypto bracket/OTO orders, "
+        "non-day fractional orders)",
+    )
     p.set_defaults(func=cmd_paper_broker)
 
     p = sub.add_parser("status", help="trading state, policy and exposure")

@@ -8,17 +8,28 @@ a real socket.
 Binance futures (``build_binance_paper_broker_app``): a futures paper account (shorts, per-symbol
 leverage starting at 1x, margin modes; see ``paper_engine``) seeded with ``FUTURES_MARKS``, ``/fapi``
 and ``/sapi`` as ccxt's ``binanceusdm`` calls them, every signed request checked against the one
-configured key (HMAC-SHA256, ``X-MBX-APIKEY``), plus ``POST /_paper/prices`` (signed the Binance
-way: timestamp and signature in the query string, over the query and the JSON body) taking
-``{"BTCUSDT": price}`` or ``{"BTC/USDT": price}``, and ``GET /health``.
+configured key (HMAC-SHA256, ``X-MBX-APIKEY``), the user data stream (``/fapi/v1/listenKey`` and
+its websockets, ``gateway.dialects.binance_user_stream``), plus ``POST /_paper/prices`` (signed the
+Binance way: timestamp and signature in the query string, over the query and the JSON body)
+taking ``{"BTCUSDT": price}`` or ``{"BTC/USDT": price}``, and ``GET /health``.
 
 Alpaca: besides Alpaca's trading API it serves:
 
+- the ``trade_updates`` stream at ``/stream`` (``gateway.dialects.alpaca_stream``);
 - ``POST /_paper/prices`` ``{"SYMBOL": price}``: moves marks (tests trigger stops and losses);
 - Alpaca's latest-trade market-data endpoints, so ``AlpacaVenue.latest_price`` works against it:
   ``/v2/stocks/{symbol}/trades/latest``, ``/v1beta3/crypto/us/latest/trades?symbols=``,
   ``/v1beta1/options/trades/latest?symbols=``;
 - ``GET /health`` (no credentials).
+
+Run from the command line, the Alpaca broker refuses what Alpaca refuses (a sell of shares an open
+sell holds, crypto orders other than simple market/limit/stop-limit gtc/ioc, non-simple or
+non-day notional and fractional orders; ``PaperEngine(alpaca_rules=True)``) unless ``--lenient``.
+
+Both dialects: ``--rate-limit N/min`` answers 429 beyond N requests (Binance: request weight) a
+minute, in the dialect's error shape; ``GET /_paper/stats`` (authenticated like any other call)
+gives the requests served, their weight, the refusals and a count per route
+(``gateway.paper_traffic``).
 
 Every route but ``/health`` needs the one configured key pair, compared in constant time.
 """
@@ -34,10 +45,19 @@ import orjson
 from aiohttp import web
 
 from .dialects import alpaca as dialect
+from .dialects import alpaca_stream, binance_user_stream
 from .dialects import binance_futures as binance
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
 from .numbers import MAX_PRICE, fmt, parse_decimal
+from .paper_traffic import (
+    METER,
+    RequestMeter,
+    alpaca_headers,
+    binance_headers,
+    binance_weight,
+    meter_middleware,
+)
 from .ports import Authenticator, DirectBackend
 from .venues.paper import PaperVenue
 from .wire import alpaca as wire
@@ -78,18 +98,26 @@ class SingleKeyAuthenticator(Authenticator):
         return self._secret, Caller(key_id=key_id, dialect=dialect, remote=remote)
 
 
-def build_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> web.Application:
-    """The paper broker as an aiohttp app (Alpaca dialect at /v2, plus prices, market data, health)."""
+def build_paper_broker_app(
+    venue: PaperVenue, *, key_id: str, secret: str, rate_limit: int | None = None
+) -> web.Application:
+    """The paper broker as an aiohttp app (Alpaca dialect at /v2, the trade_updates stream at
+    /stream, plus prices, market data, request stats and health). ``rate_limit``: requests a
+    minute beyond which it answers 429, as Alpaca does per account (None: no limit)."""
     auth = SingleKeyAuthenticator(key_id, secret)
+    meter = RequestMeter(limit=rate_limit)
     # The root app has the same middlewares, so its own routes answer errors the Alpaca way;
     # the sub-app sees the request already authenticated and does not check it twice.
-    app = web.Application(middlewares=dialect.alpaca_middlewares(auth))
+    app = web.Application(middlewares=[*dialect.alpaca_middlewares(auth), meter_middleware(meter, alpaca_headers)])
     app[VENUE] = venue
+    app[METER] = meter
     trading = dialect.alpaca_app(DirectBackend(venue), auth)
     trading.router.add_get("/stocks/{symbol}/trades/latest", stock_latest_trade)
     app.add_subapp("/v2", trading)
+    app.router.add_get("/stream", alpaca_stream.trade_updates_handler(DirectBackend(venue), auth))
     app.router.add_get("/health", health)
     app.router.add_post("/_paper/prices", set_prices)
+    app.router.add_get("/_paper/stats", alpaca_stats)
     app.router.add_get("/v1beta3/crypto/us/latest/trades", crypto_latest_trades)
     app.router.add_get("/v1beta1/options/trades/latest", option_latest_trades)
     app.on_startup.append(_start_venue)
@@ -97,19 +125,27 @@ def build_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> we
     return app
 
 
-def build_binance_paper_broker_app(venue: PaperVenue, *, key_id: str, secret: str) -> web.Application:
-    """The paper broker speaking Binance USDⓈ-M futures (``/fapi``, ``/sapi``), plus prices and
-    health. ``venue`` should be a futures one: ``PaperVenue(futures=True, seed_marks=True)``."""
+def build_binance_paper_broker_app(
+    venue: PaperVenue, *, key_id: str, secret: str, rate_limit: int | None = None
+) -> web.Application:
+    """The paper broker speaking Binance USDⓈ-M futures (``/fapi``, ``/sapi``, the user data
+    stream), plus prices, request stats and health. ``venue`` should be a futures one:
+    ``PaperVenue(futures=True, seed_marks=True)``. ``rate_limit``: request weight a minute
+    beyond which it answers 429 (-1003), as Binance does (None: no limit)."""
     state = binance.BinanceState(DirectBackend(venue), SingleKeyAuthenticator(key_id, secret))
+    meter = RequestMeter(limit=rate_limit, weigh=binance_weight)
     # The root app authenticates its own routes the Binance way; the sub-apps see a request
     # already checked and do not check it (or remember its signature) twice.
-    app = web.Application(middlewares=binance.binance_middlewares(state))
+    app = web.Application(middlewares=[*binance.binance_middlewares(state), meter_middleware(meter, binance_headers)])
     app[VENUE] = venue
+    app[METER] = meter
     app[binance.STATE] = state
     app.add_subapp("/fapi", binance.fapi_app(state))
     app.add_subapp("/sapi", binance.sapi_app(state))
+    binance_user_stream.add_socket_routes(app, state)
     app.router.add_get("/health", binance_health)
     app.router.add_post("/_paper/prices", binance_set_prices)
+    app.router.add_get("/_paper/stats", binance_stats)
     app.on_startup.append(_start_venue)
     app.on_cleanup.append(_close_venue)
     return app
@@ -136,6 +172,16 @@ async def binance_set_prices(request: web.Request) -> web.Response:
     if any(binance_wire.wire_symbol(symbol) not in book.markets for symbol in prices):
         request.config_dict[binance.STATE].forget_markets()
     return binance.json_response({binance_wire.wire_symbol(symbol): fmt(price) for symbol, price in prices.items()})
+
+
+async def binance_stats(request: web.Request) -> web.Response:
+    """Requests served and their weight, so a benchmark can print what a gateway spent."""
+    return binance.json_response(request.config_dict[METER].stats())
+
+
+async def alpaca_stats(request: web.Request) -> web.Response:
+    """Requests served (and refused with 429), so a benchmark can print what a gateway spent."""
+    return dialect.json_response(request.config_dict[METER].stats())
 
 
 async def _start_venue(app: web.Application) -> None:
@@ -222,16 +268,20 @@ async def run_paper_broker(
     key_id: str,
     secret: str,
     dialect: str = "alpaca",
+    rate_limit: int | None = None,
+    lenient: bool = False,
 ) -> None:
-    """Serve a paper broker on host:port until cancelled."""
+    """Serve a paper broker on host:port until cancelled. The Alpaca dialect refuses what Alpaca
+    refuses (held quantities, crypto and fractional order shapes; see ``PaperEngine``) unless
+    ``lenient``."""
     if dialect not in SUPPORTED_DIALECTS:
         raise ValueError(f"paper broker dialect {dialect!r} is not supported yet; supported: {', '.join(SUPPORTED_DIALECTS)}")
     if dialect == "binance-futures":
         venue = PaperVenue(starting_equity=equity, seed_marks=True, futures=True)
-        app = build_binance_paper_broker_app(venue, key_id=key_id, secret=secret)
+        app = build_binance_paper_broker_app(venue, key_id=key_id, secret=secret, rate_limit=rate_limit)
     else:
-        venue = PaperVenue(starting_equity=equity)
-        app = build_paper_broker_app(venue, key_id=key_id, secret=secret)
+        venue = PaperVenue(starting_equity=equity, alpaca_rules=not lenient)
+        app = build_paper_broker_app(venue, key_id=key_id, secret=secret, rate_limit=rate_limit)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

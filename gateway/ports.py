@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+import logging
+
 from .errors import OrderRejected, UpstreamUnavailable
 from .model import (
     Account,
@@ -33,6 +35,8 @@ from .model import (
     Position,
     VenueEvent,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_PAGES = 200  # 100,000 open orders at Alpaca's 500 a page
 
@@ -96,6 +100,7 @@ class VenueCapabilities:
 
 
 EventSink = Callable[[VenueEvent], None]
+Unsubscribe = Callable[[], None]
 
 
 class Venue(ABC):
@@ -104,16 +109,27 @@ class Venue(ABC):
     name: str = "venue"
     capabilities: VenueCapabilities = VenueCapabilities()
 
-    def subscribe(self, sink: EventSink) -> None:
+    def subscribe(self, sink: EventSink) -> Unsubscribe:
         """Deliver the venue's order and account events to ``sink`` (synchronously, in event
-        order, on the event loop). A venue without a stream never calls it; one with a stream
-        sends ``StreamStatus(connected=True)`` whenever it (re)connects."""
+        order, on the event loop) until the returned callable is called. A venue without a
+        stream never calls it; one with a stream sends ``StreamStatus(connected=True)`` whenever
+        it (re)connects."""
         sinks = self.__dict__.setdefault("_event_sinks", [])
         sinks.append(sink)
 
+        def unsubscribe() -> None:
+            if sink in sinks:
+                sinks.remove(sink)
+
+        return unsubscribe
+
     def _publish(self, event: VenueEvent) -> None:
-        for sink in self.__dict__.get("_event_sinks", ()):
-            sink(event)
+        # A copy: a sink may unsubscribe (itself or another) while being called.
+        for sink in list(self.__dict__.get("_event_sinks", ())):
+            try:
+                sink(event)
+            except Exception:  # noqa: BLE001 - one broken consumer must not starve the others
+                log.exception("venue event sink failed")
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open sessions, load markets. Called once before any other call."""
@@ -301,6 +317,21 @@ class Backend(ABC):
         maximum available leverage" reads the policy's."""
         return None
 
+    def order_events(self, caller: Caller, sink: EventSink) -> Unsubscribe | None:
+        """Push this caller's order and account events to ``sink`` until the returned callable
+        is called; the stream dialects (Alpaca ``/stream``, Binance's user data stream) serve
+        them to bots in the bot's wire format.
+
+        ``sink`` is called synchronously on the event loop with ``OrderUpdate`` and
+        ``PositionUpdate`` values (``StreamStatus`` may be passed too and is ignored by the
+        dialects); it must not block. Only events about this caller's own orders and account
+        may reach it.
+
+        None (the default): this backend has no event stream, and the dialects say so (Alpaca
+        answers ``listen`` with no streams; Binance refuses a listenKey). The gateway's backend
+        implements it from its ledger; ``DirectBackend`` passes the venue's events through."""
+        return None
+
 
 class DirectBackend(Backend):
     """A venue served as-is, no risk checks: the standalone paper broker."""
@@ -367,6 +398,10 @@ class DirectBackend(Backend):
 
     async def list_markets(self, caller):
         return await self.venue.list_markets()
+
+    def order_events(self, caller, sink):
+        """The venue's own events, as they are: one account, no one else's orders."""
+        return self.venue.subscribe(sink)
 
 
 class Authenticator(ABC):

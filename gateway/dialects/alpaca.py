@@ -42,6 +42,7 @@ from ..model import Caller
 from ..numbers import parse_decimal
 from ..ports import Authenticator, Backend
 from ..wire import alpaca as wire
+from . import alpaca_stream
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def mount_alpaca(
     """Mount the Alpaca dialect on ``app`` at ``/v2``; returns the sub-application."""
     sub = alpaca_app(backend, auth, max_body_bytes=max_body_bytes)
     app.add_subapp("/v2", sub)
+    app.router.add_get("/stream", alpaca_stream.trade_updates_handler(backend, auth))  # trade_updates
     return sub
 
 

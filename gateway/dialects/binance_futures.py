@@ -52,6 +52,7 @@ from ..model import AssetClass, Caller, Order, OrderQuery
 from ..numbers import parse_decimal
 from ..ports import Authenticator, Backend, TradingRules
 from ..wire import binance as wire
+from . import binance_user_stream
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/openAlgoOrders", open_algo_orders)
     r.add_get("/v1/allAlgoOrders", all_algo_orders)
     r.add_delete("/v1/algoOpenOrders", cancel_all_algo_orders)
+    binance_user_stream.add_listen_key_routes(r, state)  # POST/PUT/DELETE /fapi/v1/listenKey
     return app
 
 
@@ -215,6 +217,7 @@ def mount_binance_futures(
     state = BinanceState(backend, auth) if clock_ms is None else BinanceState(backend, auth, clock_ms)
     app.add_subapp("/fapi", fapi_app(state))
     app.add_subapp("/sapi", sapi_app(state))
+    binance_user_stream.add_socket_routes(app, state)  # the user data stream's websockets
     return state
 
 

@@ -128,7 +128,7 @@ class RiskGateway(Backend):
             on_uncertain=self.resolver.track,
             monotonic=monotonic,
         )
-        venue.subscribe(self._on_venue_event)
+        self._unsubscribe = venue.subscribe(self._on_venue_event)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,6 +138,7 @@ class RiskGateway(Backend):
         self.reconciler.start()
 
     async def stop(self) -> None:
+        self._unsubscribe()
         await self.reconciler.stop()
         await self.resolver.close()
         await self.protective.close()

@@ -56,6 +56,7 @@ from ..model import (
 )
 from ..numbers import MAX_PRICE, fmt, parse_decimal
 from ..wire import alpaca as wire
+from .alpaca_stream import AlpacaTradeStream, stream_url
 from .base import Venue, VenueCapabilities
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,29 @@ _UNREACHABLE = "unreachable"  # nothing was sent
 _LOST = "lost"  # sent, but the answer was lost (timeout, dropped connection)
 
 
+_LEGS = frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})
+
+
+def alpaca_capabilities(base_url: str, stream: bool) -> VenueCapabilities:
+    """Alpaca carries legs on whole-share equities only; amends in place (PATCH); holds the
+    shares of open sells; pushes trade_updates; 200 requests a minute per account. Only
+    Alpaca's paper host and a local paper broker count as paper: any other host may be live."""
+    host = urlsplit(base_url).hostname or ""
+    paper = host == "paper-api.alpaca.markets" or host in ("127.0.0.1", "localhost", "::1")
+    return VenueCapabilities(
+        order_classes={AssetClass.US_EQUITY: _LEGS},
+        amend=True,
+        reduce_only=False,
+        held_for_orders=True,
+        legs_need_whole_qty=True,
+        stop_limit_only=frozenset({AssetClass.CRYPTO}),
+        event_stream=stream,
+        environment="paper" if paper else "live",
+        rate_limit_per_min=200,
+        open_orders_page=wire.MAX_ORDERS_LIMIT,
+    )
+
+
 class AlpacaVenue(Venue):
     name = "alpaca"
 
@@ -84,22 +108,17 @@ class AlpacaVenue(Venue):
         base_url: str = "https://paper-api.alpaca.markets",
         data_url: str | None = None,
         timeout_s: float = 10,
+        stream: bool = True,
     ):
+        """``stream``: listen to the upstream's trade_updates (``/stream``) from ``start`` on
+        and publish them as venue events."""
         self._credentials = credentials
         self.base_url = base_url.rstrip("/")
         self.data_url = (data_url or default_data_url(self.base_url)).rstrip("/")
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
-        self.capabilities = VenueCapabilities(
-            # Alpaca carries bracket/OTO/OCO legs on whole-share equity orders only.
-            order_classes={AssetClass.US_EQUITY: frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})},
-            amend=True,
-            held_for_orders=True,
-            legs_need_whole_qty=True,
-            stop_limit_only=frozenset({AssetClass.CRYPTO}),
-            environment="paper" if "paper-api.alpaca.markets" in self.base_url or _is_loopback(self.base_url) else "live",
-            rate_limit_per_min=200,
-        )
+        self.capabilities = alpaca_capabilities(self.base_url, stream)
+        self.stream = AlpacaTradeStream(stream_url(self.base_url), credentials, self._publish) if stream else None
 
     def __repr__(self) -> str:
         return f"AlpacaVenue(base_url={self.base_url!r}, data_url={self.data_url!r})"
@@ -109,8 +128,12 @@ class AlpacaVenue(Venue):
             # A separate connect timeout tells "never connected" (nothing sent) from "no answer".
             timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 5))
             self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False, trust_env=False)
+        if self.stream is not None:
+            self.stream.start()
 
     async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -399,10 +422,6 @@ def _decode_list(parse: Callable[[Any], Any], data: Any) -> list:
         raise UpstreamUnavailable("the broker's answer could not be read (expected a list)")
     return [_decode(parse, item) for item in data]
 
-
-def _is_loopback(url: str) -> bool:
-    host = URL(url).host or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _same_as(order: Order, intent: OrderIntent) -> bool:

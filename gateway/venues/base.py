@@ -6,6 +6,7 @@ from ..ports import (  # noqa: F401 - re-exports
     DirectBackend,
     EventSink,
     TradingRules,
+    Unsubscribe,
     Venue,
     VenueCapabilities,
 )

@@ -84,6 +84,7 @@ from ..model import (
     utcnow,
 )
 from .base import TradingRules, Venue, VenueCapabilities
+from .ccxt_user_stream import SUPPORTED_EXCHANGES, BinanceUserStream, supports_user_stream
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class CcxtVenue(Venue):
         options: dict | None = None,
         timeout_ms: int = 10_000,
         rate_limit: bool = False,
+        stream: bool = True,
     ):
         """``urls``: ``{"api": BASE}`` points every ``urls['api']`` entry at BASE, keeping each
         entry's path (how the gateway and tests reach a paper broker); any other key replaces that
@@ -179,13 +181,10 @@ class CcxtVenue(Venue):
         self._settings_cache: tuple[dict, float] | None = None  # fetch_leverages answer, when
         self._day: date | None = None
         self._day_equity = Decimal(0)
-        self.capabilities = VenueCapabilities(
-            order_classes={},  # exits are separate orders: the gateway places its own stops
-            amend=False,
-            reduce_only=True,  # reduceOnly: a gateway stop can never open a position
-            environment="sandbox" if sandbox else ("paper" if urls else "live"),
-            rate_limit_per_min=2400,  # Binance USD-M request weight
-        )
+        # The exchange's own event stream, where the venue has a client for it (Binance USD-M).
+        streamed = stream and supports_user_stream(exchange_id, self._options)
+        self.user_stream = BinanceUserStream(self) if streamed else None
+        self.capabilities = _capabilities(exchange_id, self._urls, sandbox, streamed)
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.exchange_id!r})"
@@ -201,8 +200,12 @@ class CcxtVenue(Venue):
         except GatewayError as exc:
             # Not fatal: the gateway fails closed (stale book) and every call retries the load.
             log.warning("ccxt %s: markets not loaded at start: %s", self.exchange_id, exc.message)
+        if self.user_stream is not None:
+            self.user_stream.start()
 
     async def close(self) -> None:
+        if self.user_stream is not None:
+            await self.user_stream.stop()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             await exchange.close()
@@ -958,6 +961,28 @@ class CcxtVenue(Venue):
 
 # ---------------------------------------------------------------------------------------
 # Helpers
+
+
+def _capabilities(exchange_id: str, urls: dict, sandbox: bool, streamed: bool) -> VenueCapabilities:
+    """Legs are emulated (no native classes); a replace is cancel + new; exits are reduce-only.
+    A venue pointed at a loopback address is a paper broker; the exchange's sandbox is a sandbox;
+    anything else may be real money."""
+    api = urls.get("api")
+    host = urlsplit(api).hostname if isinstance(api, str) else None
+    if sandbox:
+        environment = "sandbox"
+    elif host in ("127.0.0.1", "localhost", "::1"):
+        environment = "paper"
+    else:
+        environment = "live"
+    return VenueCapabilities(
+        order_classes={},
+        amend=False,
+        reduce_only=True,
+        event_stream=streamed,
+        environment=environment,
+        rate_limit_per_min=2400 if exchange_id in SUPPORTED_EXCHANGES else None,
+    )
 
 
 def _rebase(api: dict, base: str) -> dict:

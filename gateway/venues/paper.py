@@ -3,6 +3,10 @@
 Every call is a thin ``async`` wrapper over ``PaperEngine``; the engine is synchronous and does no
 I/O, so nothing here awaits anything. The engine already returns copies, so callers can never
 mutate its book through what they get back.
+
+Events: the engine's ``OrderUpdate`` and ``PositionUpdate`` values are published through
+``Venue._publish`` as they happen (in process, so the stream is never down: subscribers get
+``StreamStatus(connected=True)`` once, at ``start``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from ..model import (
     OrderQuery,
     OrderReplace,
     Position,
+    StreamStatus,
+    VenueEvent,
+    utcnow,
 )
 from .base import TradingRules, Venue, VenueCapabilities
 from .paper_engine import PaperEngine
@@ -38,13 +45,35 @@ PAPER_RULES: dict[str, tuple[Decimal, Decimal]] = {  # symbol -> (tick size, ste
 DEFAULT_PAPER_RULES = (Decimal("0.0001"), Decimal("0.001"))
 PAPER_MAX_LEVERAGE = 125
 
+_ALL_CLASSES = frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})
 
-ALL_CLASSES = frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})
+
+def paper_capabilities(engine: PaperEngine) -> VenueCapabilities:
+    """What this engine carries natively. A lenient engine carries legs on every asset class;
+    one with Alpaca's rules carries them on whole-share equities only (as Alpaca does), and a
+    futures engine carries none (Binance has no OTO: exits are separate reduce-only orders)."""
+    if engine.futures:
+        classes: dict[AssetClass, frozenset[OrderClass]] = {}
+    elif engine.alpaca_rules:
+        classes = {AssetClass.US_EQUITY: _ALL_CLASSES, AssetClass.US_OPTION: frozenset()}
+    else:
+        classes = {asset_class: _ALL_CLASSES for asset_class in AssetClass}
+    return VenueCapabilities(
+        order_classes=classes,
+        amend=True,
+        reduce_only=True,  # the engine refuses a reduce_only order that would open or grow
+        held_for_orders=engine.alpaca_rules,
+        legs_need_whole_qty=engine.alpaca_rules,
+        stop_limit_only=frozenset({AssetClass.CRYPTO}) if engine.alpaca_rules else frozenset(),
+        event_stream=True,
+        environment="paper",
+        rate_limit_per_min=None,
+        open_orders_page=500,
+    )
 
 
 class PaperVenue(Venue):
     name = "paper"
-    capabilities = VenueCapabilities(order_classes={cls: ALL_CLASSES for cls in AssetClass}, environment="paper")
 
     def __init__(
         self,
@@ -53,15 +82,26 @@ class PaperVenue(Venue):
         starting_equity: Decimal = Decimal("100000"),
         seed_marks: bool = False,
         futures: bool = False,
+        alpaca_rules: bool = False,
     ):
         """Wrap ``engine``, or a fresh engine with ``starting_equity`` (and, with ``seed_marks``,
-        the engine's seed marks; ``futures`` for a futures account) when none is given."""
+        the engine's seed marks; ``futures`` for a futures account; ``alpaca_rules`` for Alpaca's
+        refusals, see ``PaperEngine``) when none is given."""
         if engine is None:
-            engine = PaperEngine(starting_equity=starting_equity, seed_marks=seed_marks, futures=futures)
+            engine = PaperEngine(
+                starting_equity=starting_equity, seed_marks=seed_marks, futures=futures, alpaca_rules=alpaca_rules
+            )
         self.engine = engine
+        self.capabilities = paper_capabilities(engine)
+        engine.add_listener(self._on_engine_event)
+
+    def _on_engine_event(self, event: VenueEvent) -> None:
+        self._publish(event)
 
     async def start(self) -> None:
-        """Nothing to open: the engine lives in this process."""
+        """Nothing to open: the engine lives in this process. Subscribers hear that the
+        stream is up (the ledger's cue to reconcile once)."""
+        self._publish(StreamStatus(connected=True, at=utcnow()))
 
     async def close(self) -> None:
         """Nothing to release."""

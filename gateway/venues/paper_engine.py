@@ -60,19 +60,23 @@ from ..model import (
     Clock,
     Order,
     OrderClass,
+    OrderEventType,
     OrderIntent,
     OrderQuery,
     OrderReplace,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Position,
+    PositionUpdate,
     Side,
     TimeInForce,
+    VenueEvent,
     classify_symbol,
     contract_multiplier,
     utcnow,
 )
-from ..numbers import MAX_NOTIONAL, MAX_PERCENT, MAX_PRICE, MAX_QTY, parse_decimal
+from ..numbers import MAX_NOTIONAL, MAX_PERCENT, MAX_PRICE, MAX_QTY, fmt, parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +132,9 @@ _GROUP_TIFS = (TimeInForce.DAY, TimeInForce.GTC)
 _SESSION_OPEN = time(14, 30, tzinfo=timezone.utc)
 _SESSION_CLOSE = time(21, 0, tzinfo=timezone.utc)
 
-Listener = Callable[[Order], None]
+Listener = Callable[[VenueEvent], None]
+_CRYPTO_TYPES = (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT)  # Alpaca's crypto order types
+_CRYPTO_TIFS = (TimeInForce.GTC, TimeInForce.IOC)
 _PLAIN = re.compile(r"^[A-Za-z0-9./_-]{1,48}$")
 
 
@@ -163,7 +169,11 @@ class PaperEngine:
         now: Callable[[], datetime] = utcnow,
         account_id: str | None = None,
         futures: bool = False,
+        alpaca_rules: bool = False,
     ):
+        """``alpaca_rules``: refuse what Alpaca refuses where it changes a client's behaviour
+        (see ``_check_alpaca_shape`` and ``_check_held_qty``). Off by default: the embedded venue
+        stays lenient until the gateway places separate stops where Alpaca cannot carry legs."""
         starting_equity = parse_decimal(starting_equity, "starting_equity", maximum=MAX_NOTIONAL, allow_zero=True)
         self._now = lambda: _aware(now())  # a naive clock is taken as UTC, so comparisons never fail
         self.account_id = account_id or str(uuid.uuid4())
@@ -179,9 +189,10 @@ class PaperEngine:
         self._resting: dict[str, dict[str, _Record]] = {}  # symbol -> working orders to match
         self._seq = 0
         self._listeners: list[Listener] = []
-        self._events: list[Order] = []
+        self._events: list[VenueEvent] = []
         self._depth = 0  # nesting of public calls; events are delivered when it returns to 0
         self.futures = futures
+        self.alpaca_rules = alpaca_rules
         self._leverage: dict[str, int] = {}  # futures: symbol -> leverage setting
         self._margin_modes: dict[str, str] = {}  # futures: symbol -> cross | isolated
         if seed_marks:
@@ -193,9 +204,13 @@ class PaperEngine:
     # Listeners
 
     def add_listener(self, callback: Listener) -> None:
-        """``callback(order)`` runs synchronously whenever an order is created or changes status
-        (fill, cancel, replace, stop-limit trigger). It runs after the engine's state is
-        consistent, at the end of the call that caused the change, so it may call back in."""
+        """``callback(event)`` runs synchronously for every event, in order: an ``OrderUpdate``
+        whenever an order is created (``new``; a group's held legs come nested in their parent's
+        event), fills (``fill``, with the execution's qty and price and the position after it),
+        is canceled, replaced (``replaced`` for the old order, then ``new`` for its successor),
+        or is triggered (a stop-limit's stop was hit, or a held leg was released by its parent's
+        fill); and a ``PositionUpdate`` after every fill. Events run after the engine's state is
+        consistent, at the end of the call that caused them, so a listener may call back in."""
         self._listeners.append(callback)
 
     def remove_listener(self, callback: Listener) -> None:
@@ -217,18 +232,26 @@ class PaperEngine:
         self._depth += 1  # a listener that calls back in must not start a second delivery loop
         try:
             while self._events:
-                order = self._events.pop(0)
+                event = self._events.pop(0)
                 for callback in list(self._listeners):
                     try:
-                        callback(order)
+                        callback(event)
                     except Exception:  # a broken listener must not corrupt the book
-                        log.exception("paper engine listener failed for order %s", order.id)
+                        log.exception("paper engine listener failed for %s", type(event).__name__)
         finally:
             self._depth -= 1
 
-    def _emit(self, rec: _Record) -> None:
+    def _emit(self, rec: _Record, event: OrderEventType, **details: object) -> None:
+        """Queue an event about ``rec`` as it stands now (a copy, legs nested)."""
         if self._listeners:
-            self._events.append(self._copy(rec, nested=True))
+            order = self._copy(rec, nested=True)
+            self._events.append(OrderUpdate(event=event, order=order, at=order.updated_at, **details))
+
+    def _emit_position(self, symbol: str, asset_class: AssetClass, at: datetime) -> None:
+        if self._listeners:
+            holding = self._positions.get(symbol)
+            qty, entry = (holding.qty, holding.avg_entry_price) if holding is not None else (ZERO, ZERO)
+            self._events.append(PositionUpdate(symbol=symbol, asset_class=asset_class, qty=qty, entry_price=entry, at=at))
 
     # -----------------------------------------------------------------------------------
     # Prices and the day
@@ -466,7 +489,8 @@ class PaperEngine:
             group = self._build_group(intent, asset_class, client_order_id)
             self._pre_trade_checks(intent, group)
             for rec in group:
-                self._register(rec)
+                # Legs are announced nested in their parent's event, as Alpaca does.
+                self._register(rec, OrderEventType.NEW if rec.parent is None else None)
             for rec in group:
                 if rec.order.status is not OrderStatus.HELD and rec.order.status.is_open:
                     self._work(rec)
@@ -489,9 +513,10 @@ class PaperEngine:
             if new_order.stop_price == old.order.stop_price:
                 new.triggered = old.triggered
             self._swap_in(old, new)
-            self._register(new)
-            self._set_status(old, OrderStatus.REPLACED, replaced_at=self._now())
+            self._register(new, None)
             old.order.replaced_by = new_order.id
+            self._set_status(old, OrderStatus.REPLACED, event=OrderEventType.REPLACED, replaced_at=self._now())
+            self._emit(new, OrderEventType.NEW)
             if new.order.status is not OrderStatus.HELD:
                 self._work(new)
             return self._copy(new, nested=True)
@@ -570,7 +595,37 @@ class PaperEngine:
         self._validate_amount(intent, asset_class)
         self._validate_prices(intent)
         self._validate_class(intent)
+        if self.alpaca_rules:
+            self._check_alpaca_shape(intent, asset_class)
         return asset_class
+
+    @staticmethod
+    def _check_alpaca_shape(intent: OrderIntent, asset_class: AssetClass) -> None:
+        """What Alpaca accepts by asset class: crypto orders are simple market, limit or
+        stop-limit orders, gtc or ioc; notional and fractional equity orders are simple day
+        orders (notional: market only; fractional: market or limit)."""
+        cls = intent.order_class
+        if asset_class is AssetClass.CRYPTO:
+            if cls is not OrderClass.SIMPLE:
+                raise InvalidRequest(f"crypto orders must be simple orders (order_class {cls.value} is not supported)")
+            if intent.type not in _CRYPTO_TYPES:
+                raise InvalidRequest(f"crypto orders must be market, limit or stop_limit (not {intent.type.value})")
+            if intent.time_in_force not in _CRYPTO_TIFS:
+                raise InvalidRequest(f"crypto orders must be gtc or ioc (not {intent.time_in_force.value})")
+            return
+        if asset_class is not AssetClass.US_EQUITY:
+            return
+        fractional = intent.qty is not None and intent.qty != intent.qty.to_integral_value()
+        if intent.notional is None and not fractional:
+            return
+        what = "notional" if intent.notional is not None else "fractional"
+        if cls is not OrderClass.SIMPLE:
+            raise InvalidRequest(f"{what} orders must be simple orders (order_class {cls.value} is not supported)")
+        allowed = (OrderType.MARKET,) if what == "notional" else (OrderType.MARKET, OrderType.LIMIT)
+        if intent.type not in allowed:
+            raise InvalidRequest(f"{what} orders must be {' or '.join(t.value for t in allowed)} orders")
+        if intent.time_in_force is not TimeInForce.DAY:
+            raise InvalidRequest(f"{what} orders must be day orders")
 
     def _validate_amount(self, intent: OrderIntent, asset_class: AssetClass) -> None:
         if (intent.qty is None) == (intent.notional is None):
@@ -671,16 +726,51 @@ class PaperEngine:
             for order in working:
                 if order.side is Side.SELL:
                     self._check_crypto_balance(order.symbol, self._order_qty(order, mark))
+        elif self.alpaca_rules:
+            for order in working:
+                self._check_held_qty(order, self._order_qty(order, mark))
         if intent.reduce_only and self._opening_qty(parent.symbol, parent.side, self._order_qty(parent, mark)) > 0:
             raise OrderRejected("reduce_only order would open or increase a position")
         cost = sum((self._margin_cost(order) for order in working), ZERO)
         if cost > self._buying_power():
             raise InsufficientFunds("insufficient buying power")
 
-    def _check_crypto_balance(self, symbol: str, qty: Decimal) -> None:
-        held = self._held(symbol)
-        if qty > max(held, ZERO):
-            raise OrderRejected(f"insufficient balance for {symbol} (requested: {qty}, available: {max(held, ZERO)})")
+    def _check_crypto_balance(self, symbol: str, qty: Decimal, exclude: str | None = None) -> None:
+        held = max(self._held(symbol), ZERO)
+        if self.alpaca_rules:  # coins an open sell already holds are not available again
+            held = max(ZERO, held - self._held_for_orders(symbol, exclude))
+        if qty > held:
+            raise OrderRejected(f"insufficient balance for {symbol} (requested: {qty}, available: {held})")
+
+    def _check_held_qty(self, order: Order, qty: Decimal, exclude: str | None = None) -> None:
+        """Alpaca's held-for-orders rule: a sell against a long position may sell only what no
+        open sell order already holds (so a bot cannot sell the shares its stop protects), and
+        never more than the position (one order does not go from long to short)."""
+        if order.side is not Side.SELL:
+            return
+        position = self._held(order.symbol)
+        if position <= 0:
+            return  # a short sale: nothing held to sell twice
+        available = max(ZERO, position - self._held_for_orders(order.symbol, exclude))
+        if qty > available:
+            raise InsufficientFunds(
+                f"insufficient qty available for order (requested: {fmt(qty)}, available: {fmt(available)})"
+            )
+
+    def _held_for_orders(self, symbol: str, exclude: str | None = None) -> Decimal:
+        """Quantity the working sell orders of ``symbol`` hold. Exits that cancel each other
+        (a bracket's two legs, an OCO pair) hold their quantity once."""
+        groups: dict[str, Decimal] = {}
+        for rec in self._open.values():
+            order = rec.order
+            if order.symbol != symbol or order.side is not Side.SELL or order.status is OrderStatus.HELD:
+                continue
+            if order.id == exclude:
+                continue
+            remaining = self._order_qty(order, self._marks.get(symbol)) - order.filled_qty
+            key = (rec.parent or rec).order.id if self._exit_group(rec) else order.id
+            groups[key] = max(groups.get(key, ZERO), remaining)
+        return sum(groups.values(), ZERO)
 
     def _close_qty(self, holding: _Holding, qty: Decimal | None, percentage: Decimal | None) -> Decimal:
         size = abs(holding.qty)
@@ -810,8 +900,11 @@ class PaperEngine:
             else:
                 new.trail_price = trail
             new.stop_price = self._trail_stop(new)
-        if self._spot_crypto(old.asset_class) and new.side is Side.SELL and new.status is not OrderStatus.HELD:
-            self._check_crypto_balance(new.symbol, new.qty)
+        if new.side is Side.SELL and new.status is not OrderStatus.HELD:
+            if self._spot_crypto(old.asset_class):
+                self._check_crypto_balance(new.symbol, new.qty, exclude=old.id)
+            elif self.alpaca_rules:
+                self._check_held_qty(new, self._order_qty(new, self._marks.get(new.symbol)), exclude=old.id)
         return new
 
     def _swap_in(self, old: _Record, new: _Record) -> None:
@@ -827,11 +920,11 @@ class PaperEngine:
                 leg.order.updated_at = self._now()
         old.legs = []
 
-    def _register(self, rec: _Record) -> None:
+    def _register(self, rec: _Record, event: OrderEventType | None) -> None:
         order = rec.order
         self._records[order.id] = rec
         self._by_client_id[order.client_order_id] = rec
-        self._set_status(rec, order.status)
+        self._set_status(rec, order.status, event=event)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -875,7 +968,7 @@ class PaperEngine:
                 return
             rec.triggered = True
             order.updated_at = self._now()
-            self._emit(rec)
+            self._emit(rec, OrderEventType.TRIGGERED)
             arriving = True  # the triggered order is a new limit order reaching the market now
         if _limit_crossed(order, mark):
             # Marketable on arrival: the mark is the best price available. Crossed while
@@ -916,6 +1009,15 @@ class PaperEngine:
         order.filled_qty = qty
         order.filled_avg_price = price
         self._set_status(rec, OrderStatus.FILLED, filled_at=now)
+        self._emit(
+            rec,
+            OrderEventType.FILL,
+            qty=qty,
+            price=price,
+            position_qty=self._held(order.symbol),
+            execution_id=str(uuid.uuid4()),
+        )
+        self._emit_position(order.symbol, order.asset_class, now)
         self._after_fill(rec)
 
     def _after_fill(self, rec: _Record) -> None:
@@ -925,13 +1027,13 @@ class PaperEngine:
         self._cancel_exit_siblings(rec)
         for leg in rec.legs:
             if leg.order.status is OrderStatus.HELD:
-                self._set_status(leg, OrderStatus.NEW)
+                self._set_status(leg, OrderStatus.NEW, event=OrderEventType.TRIGGERED)
                 self._work(leg)
 
     def _cancel(self, rec: _Record) -> None:
         if not rec.order.status.is_open:
             return
-        self._set_status(rec, OrderStatus.CANCELED, canceled_at=self._now())
+        self._set_status(rec, OrderStatus.CANCELED, event=OrderEventType.CANCELED, canceled_at=self._now())
         for leg in rec.legs:
             self._cancel(leg)
         self._cancel_exit_siblings(rec)
@@ -953,9 +1055,11 @@ class PaperEngine:
             return list(top.legs)
         return []
 
-    def _set_status(self, rec: _Record, status: OrderStatus, **timestamps: datetime) -> None:
+    def _set_status(
+        self, rec: _Record, status: OrderStatus, *, event: OrderEventType | None = None, **timestamps: datetime
+    ) -> None:
         """The one place status changes: keeps the open set and the per-symbol book in step
-        and tells listeners."""
+        and, given an ``event``, tells listeners."""
         order = rec.order
         order.status = status
         order.updated_at = self._now()
@@ -970,7 +1074,8 @@ class PaperEngine:
             book[order.id] = rec
         else:
             book.pop(order.id, None)
-        self._emit(rec)
+        if event is not None:
+            self._emit(rec, event)
 
     # -----------------------------------------------------------------------------------
     # Positions, cash and buying power

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
@@ -924,3 +925,34 @@ def order_query_to_params(query: OrderQuery) -> dict[str, str]:
     if query.side is not None:
         params["side"] = query.side.value
     return params
+
+
+# ---------------------------------------------------------------------------------------
+# Paging (GET /v2/orders returns at most MAX_ORDERS_LIMIT; the rest is reached by time)
+
+_OVERLAP = timedelta(microseconds=1)
+
+
+class IncompletePage(InvalidRequest):
+    """A full page whose orders all share one submission time: Alpaca's exclusive time bounds
+    cannot reach past it, so the listing cannot be completed."""
+
+
+def next_page_query(query: OrderQuery, page: list[Order], seen: set[str]) -> OrderQuery | None:
+    """The query for the page after ``page`` (None: ``page`` was the last), for listing every
+    order Alpaca's way: ascending pages move ``after``, descending ones ``until``, to the last
+    order's submission time. The bound is moved one microsecond short of it, so orders that share
+    that time are not skipped (``after``/``until`` are exclusive); the caller drops the ids it has
+    already ``seen`` (this function adds the page's). Raises IncompletePage when a full page cannot
+    move the bound at all."""
+    fresh = [order for order in page if order.id not in seen]
+    seen.update(order.id for order in page)
+    if len(page) < query.limit:
+        return None
+    boundary = page[-1].submitted_at
+    if not fresh or all(order.submitted_at == boundary for order in page):
+        raise IncompletePage(f"more than {query.limit} orders share the submission time {iso(boundary)}")
+    if query.direction == "asc":
+        return dataclasses.replace(query, after=boundary - _OVERLAP)
+    return dataclasses.replace(query, until=boundary + _OVERLAP)
+

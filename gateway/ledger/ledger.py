@@ -81,6 +81,7 @@ class Ledger:
         self._fill_epoch: dict[str, int] = {}  # symbol -> epoch of the last position change by an event
         self.stream_live = False
         self.reconciled_since_connect = False
+        self._connected_epoch = 0
         self.listeners: list[Listener] = []
 
     # -- reading ---------------------------------------------------------------------------
@@ -219,8 +220,10 @@ class Ledger:
 
     def apply(self, event: VenueEvent) -> None:
         if isinstance(event, StreamStatus):
+            self._epoch += 1
             self.stream_live = event.connected
             self.reconciled_since_connect = False
+            self._connected_epoch = self._epoch
             self._notify(Change(None, event))
             return
         self._epoch += 1
@@ -316,8 +319,8 @@ class Ledger:
                 book = self.book.books[symbol]
                 self.book.set_position(symbol, book.asset_class, ZERO)
         self.book.set_account(account, now_monotonic)
-        if self.stream_live:
-            self.reconciled_since_connect = True
+        if self.stream_live and started > self._connected_epoch:
+            self.reconciled_since_connect = True  # a snapshot begun after the stream came up
         for order in vanished:
             self._notify(Change(order))
         self._notify(Change(None, position_changed="*"))

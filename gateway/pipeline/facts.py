@@ -16,6 +16,8 @@ from ..risk.portfolio import Portfolio
 
 log = logging.getLogger("gateway.pipeline.facts")
 
+UNKNOWN_TTL_S = 30.0  # how long a symbol the venue did not know is refused without asking again
+
 
 class MarketFacts:
     def __init__(
@@ -36,6 +38,7 @@ class MarketFacts:
         self.monotonic = monotonic
         self._prices: dict[str, tuple[Decimal, float]] = {}
         self._assets: dict[str, Asset] = {}
+        self._unknown: dict[str, float] = {}  # symbol -> monotonic time until which it is unknown
         self._leverage_checked: set[tuple[str, str]] = set()
 
     async def unknown_symbol(self, symbol: str, asset_class: AssetClass) -> Violation | None:
@@ -44,9 +47,15 @@ class MarketFacts:
         refused: counted under a second name it would get a second set of limits."""
         asset = self._assets.get(symbol)
         if asset is None:
+            unknown_until = self._unknown.get(symbol)
+            if unknown_until is not None and self.monotonic() < unknown_until:
+                return Violation("unknown_symbol", f"unknown_symbol: the venue does not know {symbol}")
             try:
                 asset = await self.venue.get_asset(symbol)
             except NotFound:
+                # Remembered for a while: a bot retrying a bad symbol must not spend the
+                # account's request budget on it.
+                self._unknown[symbol] = self.monotonic() + UNKNOWN_TTL_S
                 return Violation("unknown_symbol", f"unknown_symbol: the venue does not know {symbol}")
             except GatewayError:
                 return None  # the price lookup fails closed if the venue is unreachable

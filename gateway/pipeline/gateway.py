@@ -40,6 +40,7 @@ from ..model import (
     OrderQuery,
     OrderReplace,
     OrderType,
+    OrderUpdate,
     Side,
     StopLoss,
     StreamStatus,
@@ -80,7 +81,7 @@ class RiskGateway(Backend):
         asset_classes: Callable[[str], frozenset[AssetClass] | None] = lambda key_id: None,
         reconcile_interval_s: float = 2.0,
         stream_reconcile_interval_s: float = STREAM_RECONCILE_S,
-        price_ttl_s: float = 2.0,
+        price_ttl_s: float = 5.0,
         reconcile_debounce_s: float = 0.05,
         monotonic: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision, float], None] | None = None,
@@ -156,6 +157,9 @@ class RiskGateway(Backend):
 
     def _on_venue_event(self, event: VenueEvent) -> None:
         self.ledger.apply(event)
+        if isinstance(event, OrderUpdate) and event.price is not None and event.price > 0:
+            # A fill is the freshest price there is: no lookup needed for a while.
+            self.facts.observe_price(event.order.symbol, event.order.asset_class, event.price)
         if isinstance(event, StreamStatus):
             if event.connected:
                 self.reconciler.soon()  # events may have been missed while it was down

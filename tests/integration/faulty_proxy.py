@@ -3,6 +3,7 @@ how the gateway's handling of uncertain outcomes is tested over real sockets (no
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ class FaultyProxy:
     upstream: str
     faults: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (method, path regex) -> modes
     counts: Counter = field(default_factory=Counter)
+    log: list[tuple[str, str]] = field(default_factory=list)  # every request, in order
     _session: aiohttp.ClientSession | None = None
 
     def fail(self, method: str, path_regex: str, *modes: str) -> None:
@@ -43,7 +45,10 @@ class FaultyProxy:
         return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._pipe_websocket(request)
         self.counts[(request.method, request.path)] += 1
+        self.log.append((request.method, request.path))
         mode = self._mode(request.method, request.path)
         if mode == BEFORE:
             return web.Response(status=502, text="bad gateway")
@@ -61,6 +66,28 @@ class FaultyProxy:
         if mode == GARBLE:
             return web.Response(status=200, body=b"{}", content_type="application/json")
         return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
+    async def _pipe_websocket(self, request: web.Request) -> web.StreamResponse:
+        """Streams pass through untouched (and uncounted: they are not REST requests)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        downstream = web.WebSocketResponse()
+        await downstream.prepare(request)
+        url = self.upstream.replace("http", "ws", 1) + request.path_qs
+        async with self._session.ws_connect(url) as upstream:
+
+            async def pump(source, sink) -> None:
+                async for message in source:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        await sink.send_str(message.data)
+                    elif message.type == aiohttp.WSMsgType.BINARY:
+                        await sink.send_bytes(message.data)
+                    else:
+                        break
+                await sink.close()
+
+            await asyncio.gather(pump(downstream, upstream), pump(upstream, downstream), return_exceptions=True)
+        return downstream
 
     def total(self, method: str | None = None, path_regex: str | None = None) -> int:
         return sum(

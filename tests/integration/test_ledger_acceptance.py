@@ -284,3 +284,31 @@ async def test_a_take_profit_on_a_protected_position_is_an_exit(protected_gatewa
                                                        limit_price=70000, time_in_force=TimeInForce.GTC))
     assert tp.status.value in ("new", "accepted")
     assert records(gw, "order.decision")[-1]["role"] == "exit"
+
+
+# --- the account's request budget -------------------------------------------------------
+
+async def test_an_order_costs_the_account_one_request_once_the_ledger_is_current(proxied_gateway):
+    gw, proxy, _ = proxied_gateway
+    ledger = gw.gateway.pipeline.ledger
+    await wait_for(lambda: ledger.stream_live and ledger.reconciled_since_connect, timeout=10)
+    tc = client(gw)
+    await call(tc.submit_order, MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
+    before = proxy.total()
+    for n in range(6):
+        side = OrderSide.SELL if n % 2 == 0 else OrderSide.BUY
+        await call(tc.submit_order, MarketOrderRequest(symbol="AAPL", qty=1, side=side, time_in_force=TimeInForce.DAY))
+    # Six orders, six requests: fills come on the stream and are the freshest marks; no
+    # snapshot, no price lookup, no order lookup of the gateway's own.
+    assert proxy.total() - before == 6, proxy.log[before:]
+    assert proxy.total("POST", "/v2/orders") >= 7
+
+
+async def test_a_bot_retrying_an_unknown_symbol_costs_one_lookup(proxied_gateway):
+    gw, proxy, _ = proxied_gateway
+    tc = client(gw)
+    for _ in range(5):
+        error = await refused(tc.submit_order, MarketOrderRequest(symbol="ZZZZ", qty=1, side=OrderSide.BUY,
+                                                                  time_in_force=TimeInForce.DAY))
+        assert "unknown_symbol" in str(error)
+    assert proxy.total("GET", "/v2/assets/ZZZZ") == 1

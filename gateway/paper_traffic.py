@@ -7,7 +7,8 @@ in a test, and it counts every request so a benchmark can print how many the gat
 (``GET /_paper/stats``).
 
 Counted: every API request that reaches the broker's authentication, public market data
-included. Not counted: ``/health``, the paper broker's own ``/_paper/...`` controls, websocket
+included. Alpaca's market-data API (``/v2/stocks/...``, ``/v1beta3/...``, ``/v1beta1/...``) has
+its own limit at Alpaca, so the Alpaca paper broker meters it separately (same N). Not counted: ``/health``, the paper broker's own ``/_paper/...`` controls, websocket
 connections (streams are not REST requests), and requests refused with 429 (the window holds
 what was served).
 """
@@ -27,6 +28,7 @@ from .model import utcnow
 
 WINDOW_S = 60.0
 _UNCOUNTED = re.compile(r"^/(health$|_paper/|stream$|ws(/|$)|private/ws)")
+_ALPACA_DATA = re.compile(r"^/(v2/stocks/|v1beta\d+/)")
 _RATE = re.compile(r"^\s*(\d{1,7})\s*(/\s*min)?\s*$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -116,21 +118,34 @@ class RequestMeter:
 
 
 METER = web.AppKey("paper_request_meter", RequestMeter)
+DATA_METER = web.AppKey("paper_data_request_meter", RequestMeter)
 
 
-def meter_middleware(meter: RequestMeter, headers: Callable[[RequestMeter], dict[str, str]]) -> Callable:
+def is_alpaca_market_data(request: web.Request) -> bool:
+    return _ALPACA_DATA.match(request.path) is not None
+
+
+def meter_middleware(
+    meter: RequestMeter,
+    headers: Callable[[RequestMeter], dict[str, str]],
+    *,
+    data_meter: RequestMeter | None = None,
+    is_data: Callable[[web.Request], bool] = lambda request: False,
+) -> Callable:
     """Counts (and limits) a request, then sets the broker's usage headers on its answer. Place
     it after authentication: a limit is per account, and the error middleware renders the
-    RateLimited refusal in the dialect's own shape."""
+    RateLimited refusal in the dialect's own shape. Requests ``is_data`` picks go to
+    ``data_meter`` (an API with its own limit)."""
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _UNCOUNTED.match(request.path) or getattr(request.match_info, "http_exception", None) is not None:
             return await handler(request)
-        meter.admit(request)
+        chosen = data_meter if data_meter is not None and is_data(request) else meter
+        chosen.admit(request)
         response = await handler(request)
         if not response.prepared:
-            response.headers.update(headers(meter))
+            response.headers.update(headers(chosen))
         return response
 
     return count

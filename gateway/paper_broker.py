@@ -108,7 +108,9 @@ def build_paper_broker_app(
     minute beyond which it answers 429, as Alpaca does per account (None: no limit)."""
     auth = SingleKeyAuthenticator(key_id, secret)
     meter, data_meter = RequestMeter(limit=rate_limit), RequestMeter(limit=rate_limit)
-    counting = meter_middleware(meter, alpaca_headers, data_meter=data_meter, is_data=is_alpaca_market_data)
+    counting = meter_middleware(
+        meter, alpaca_headers, dialect.gateway_error_response, data_meter=data_meter, is_data=is_alpaca_market_data
+    )
     # The root app has the same middlewares, so its own routes answer errors the Alpaca way;
     # the sub-app sees the request already authenticated and does not check it twice.
     app = web.Application(middlewares=[*dialect.alpaca_middlewares(auth), counting])
@@ -140,7 +142,7 @@ def build_binance_paper_broker_app(
     meter = RequestMeter(limit=rate_limit, weigh=binance_weight)
     # The root app authenticates its own routes the Binance way; the sub-apps see a request
     # already checked and do not check it (or remember its signature) twice.
-    app = web.Application(middlewares=[*binance.binance_middlewares(state), meter_middleware(meter, binance_headers)])
+    app = web.Application(middlewares=[*binance.binance_middlewares(state), meter_middleware(meter, binance_headers, binance.gateway_error_response)])
     app[VENUE] = venue
     app[METER] = meter
     app[binance.STATE] = state

@@ -16,6 +16,7 @@ what was served).
 from __future__ import annotations
 
 import collections
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -97,13 +98,25 @@ class RequestMeter:
         weight = self.weigh(request)
         if self.limit is not None and self.used() + weight > self.limit:
             self.rate_limited += 1
-            raise RateLimited(f"too many requests: the limit is {self.limit} a minute")
+            refusal = RateLimited(f"too many requests: the limit is {self.limit} a minute")
+            refusal.retry_after_s = self._wait_for(weight)  # type: ignore[attr-defined]
+            raise refusal
         self._window.append((self.clock(), weight))
         self._window_weight += weight
         self.requests += 1
         self.weight += weight
         route = getattr(request.match_info.route.resource, "canonical", None) or "unmatched"
         self.by_route[f"{request.method} {route}"] += 1
+
+    def _wait_for(self, weight: int) -> int:
+        """Whole seconds until ``weight`` more fits in the window (Retry-After)."""
+        excess = self.used() + weight - (self.limit or 0)
+        freed = 0
+        for at, served in self._window:
+            freed += served
+            if freed >= excess:
+                return max(1, math.ceil(at + WINDOW_S - self.clock()))
+        return math.ceil(WINDOW_S)
 
     def stats(self) -> dict:
         return {
@@ -128,21 +141,28 @@ def is_alpaca_market_data(request: web.Request) -> bool:
 def meter_middleware(
     meter: RequestMeter,
     headers: Callable[[RequestMeter], dict[str, str]],
+    refuse: Callable[[RateLimited], web.Response],
     *,
     data_meter: RequestMeter | None = None,
     is_data: Callable[[web.Request], bool] = lambda request: False,
 ) -> Callable:
     """Counts (and limits) a request, then sets the broker's usage headers on its answer. Place
-    it after authentication: a limit is per account, and the error middleware renders the
-    RateLimited refusal in the dialect's own shape. Requests ``is_data`` picks go to
-    ``data_meter`` (an API with its own limit)."""
+    it after authentication (a limit is per account). A refusal is ``refuse(error)`` (the
+    dialect's own 429) with ``Retry-After``. Requests ``is_data`` picks go to ``data_meter`` (an
+    API with its own limit)."""
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _UNCOUNTED.match(request.path) or getattr(request.match_info, "http_exception", None) is not None:
             return await handler(request)
         chosen = data_meter if data_meter is not None and is_data(request) else meter
-        chosen.admit(request)
+        try:
+            chosen.admit(request)
+        except RateLimited as exc:
+            response = refuse(exc)
+            response.headers["Retry-After"] = str(exc.retry_after_s)  # type: ignore[attr-defined]
+            response.headers.update(headers(chosen))
+            return response
         response = await handler(request)
         if not response.prepared:
             response.headers.update(headers(chosen))

@@ -55,6 +55,9 @@ async def test_orders_fills_and_positions_arrive_from_the_paper_broker_process()
             stop = await venue.submit_order(intent(side=Side.SELL, type=OrderType.STOP, stop_price=D(55000)))
             await broker.set_prices({"BTCUSDT": "54000"})
             await seen.until(lambda events: (OrderEventType.FILL, stop.id) in seen.updates(stop.id), "the stop's fill")
+            flat = ("BTC/USDT", D(0))
+            await seen.until(lambda events: flat in [(p.symbol, p.qty) for p in events if isinstance(p, PositionUpdate)],
+                             "the position after it")
         finally:
             await venue.close()
     assert seen.updates(resting.id, replaced.id, bought.id, stop.id) == [

@@ -51,11 +51,13 @@ from .errors import InvalidRequest, NotFound, Unauthorized
 from .model import AssetClass, Caller, utcnow
 from .numbers import MAX_PRICE, fmt, parse_decimal
 from .paper_traffic import (
+    DATA_METER,
     METER,
     RequestMeter,
     alpaca_headers,
     binance_headers,
     binance_weight,
+    is_alpaca_market_data,
     meter_middleware,
 )
 from .ports import Authenticator, DirectBackend
@@ -105,12 +107,16 @@ def build_paper_broker_app(
     /stream, plus prices, market data, request stats and health). ``rate_limit``: requests a
     minute beyond which it answers 429, as Alpaca does per account (None: no limit)."""
     auth = SingleKeyAuthenticator(key_id, secret)
-    meter = RequestMeter(limit=rate_limit)
+    meter, data_meter = RequestMeter(limit=rate_limit), RequestMeter(limit=rate_limit)
+    counting = meter_middleware(
+        meter, alpaca_headers, dialect.gateway_error_response, data_meter=data_meter, is_data=is_alpaca_market_data
+    )
     # The root app has the same middlewares, so its own routes answer errors the Alpaca way;
     # the sub-app sees the request already authenticated and does not check it twice.
-    app = web.Application(middlewares=[*dialect.alpaca_middlewares(auth), meter_middleware(meter, alpaca_headers)])
+    app = web.Application(middlewares=[*dialect.alpaca_middlewares(auth), counting])
     app[VENUE] = venue
     app[METER] = meter
+    app[DATA_METER] = data_meter
     trading = dialect.alpaca_app(DirectBackend(venue), auth)
     trading.router.add_get("/stocks/{symbol}/trades/latest", stock_latest_trade)
     app.add_subapp("/v2", trading)
@@ -136,7 +142,7 @@ def build_binance_paper_broker_app(
     meter = RequestMeter(limit=rate_limit, weigh=binance_weight)
     # The root app authenticates its own routes the Binance way; the sub-apps see a request
     # already checked and do not check it (or remember its signature) twice.
-    app = web.Application(middlewares=[*binance.binance_middlewares(state), meter_middleware(meter, binance_headers)])
+    app = web.Application(middlewares=[*binance.binance_middlewares(state), meter_middleware(meter, binance_headers, binance.gateway_error_response)])
     app[VENUE] = venue
     app[METER] = meter
     app[binance.STATE] = state
@@ -180,8 +186,11 @@ async def binance_stats(request: web.Request) -> web.Response:
 
 
 async def alpaca_stats(request: web.Request) -> web.Response:
-    """Requests served (and refused with 429), so a benchmark can print what a gateway spent."""
-    return dialect.json_response(request.config_dict[METER].stats())
+    """Trading API requests served (and refused with 429), so a benchmark can print what a
+    gateway spent; the market-data API's under ``market_data`` (Alpaca limits it separately)."""
+    stats = request.config_dict[METER].stats()
+    stats["market_data"] = request.config_dict[DATA_METER].stats()
+    return dialect.json_response(stats)
 
 
 async def _start_venue(app: web.Application) -> None:

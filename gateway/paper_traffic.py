@@ -7,7 +7,8 @@ in a test, and it counts every request so a benchmark can print how many the gat
 (``GET /_paper/stats``).
 
 Counted: every API request that reaches the broker's authentication, public market data
-included. Not counted: ``/health``, the paper broker's own ``/_paper/...`` controls, websocket
+included. Alpaca's market-data API (``/v2/stocks/...``, ``/v1beta3/...``, ``/v1beta1/...``) has
+its own limit at Alpaca, so the Alpaca paper broker meters it separately (same N). Not counted: ``/health``, the paper broker's own ``/_paper/...`` controls, websocket
 connections (streams are not REST requests), and requests refused with 429 (the window holds
 what was served).
 """
@@ -15,6 +16,7 @@ what was served).
 from __future__ import annotations
 
 import collections
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +29,7 @@ from .model import utcnow
 
 WINDOW_S = 60.0
 _UNCOUNTED = re.compile(r"^/(health$|_paper/|stream$|ws(/|$)|private/ws)")
+_ALPACA_DATA = re.compile(r"^/(v2/stocks/|v1beta\d+/)")
 _RATE = re.compile(r"^\s*(\d{1,7})\s*(/\s*min)?\s*$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,13 +98,25 @@ class RequestMeter:
         weight = self.weigh(request)
         if self.limit is not None and self.used() + weight > self.limit:
             self.rate_limited += 1
-            raise RateLimited(f"too many requests: the limit is {self.limit} a minute")
+            refusal = RateLimited(f"too many requests: the limit is {self.limit} a minute")
+            refusal.retry_after_s = self._wait_for(weight)  # type: ignore[attr-defined]
+            raise refusal
         self._window.append((self.clock(), weight))
         self._window_weight += weight
         self.requests += 1
         self.weight += weight
         route = getattr(request.match_info.route.resource, "canonical", None) or "unmatched"
         self.by_route[f"{request.method} {route}"] += 1
+
+    def _wait_for(self, weight: int) -> int:
+        """Whole seconds until ``weight`` more fits in the window (Retry-After)."""
+        excess = self.used() + weight - (self.limit or 0)
+        freed = 0
+        for at, served in self._window:
+            freed += served
+            if freed >= excess:
+                return max(1, math.ceil(at + WINDOW_S - self.clock()))
+        return math.ceil(WINDOW_S)
 
     def stats(self) -> dict:
         return {
@@ -116,21 +131,41 @@ class RequestMeter:
 
 
 METER = web.AppKey("paper_request_meter", RequestMeter)
+DATA_METER = web.AppKey("paper_data_request_meter", RequestMeter)
 
 
-def meter_middleware(meter: RequestMeter, headers: Callable[[RequestMeter], dict[str, str]]) -> Callable:
+def is_alpaca_market_data(request: web.Request) -> bool:
+    return _ALPACA_DATA.match(request.path) is not None
+
+
+def meter_middleware(
+    meter: RequestMeter,
+    headers: Callable[[RequestMeter], dict[str, str]],
+    refuse: Callable[[RateLimited], web.Response],
+    *,
+    data_meter: RequestMeter | None = None,
+    is_data: Callable[[web.Request], bool] = lambda request: False,
+) -> Callable:
     """Counts (and limits) a request, then sets the broker's usage headers on its answer. Place
-    it after authentication: a limit is per account, and the error middleware renders the
-    RateLimited refusal in the dialect's own shape."""
+    it after authentication (a limit is per account). A refusal is ``refuse(error)`` (the
+    dialect's own 429) with ``Retry-After``. Requests ``is_data`` picks go to ``data_meter`` (an
+    API with its own limit)."""
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _UNCOUNTED.match(request.path) or getattr(request.match_info, "http_exception", None) is not None:
             return await handler(request)
-        meter.admit(request)
+        chosen = data_meter if data_meter is not None and is_data(request) else meter
+        try:
+            chosen.admit(request)
+        except RateLimited as exc:
+            response = refuse(exc)
+            response.headers["Retry-After"] = str(exc.retry_after_s)  # type: ignore[attr-defined]
+            response.headers.update(headers(chosen))
+            return response
         response = await handler(request)
         if not response.prepared:
-            response.headers.update(headers(meter))
+            response.headers.update(headers(chosen))
         return response
 
     return count

@@ -121,6 +121,11 @@ class AlpacaTradeStream:
             return str(exc)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return f"connection failed ({type(exc).__name__})"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the stream silently dead
+            log.error("alpaca trade stream failed (%s); reconnecting", type(exc).__name__)
+            return f"internal error ({type(exc).__name__})"
 
     async def _handshake(self, ws: aiohttp.ClientWebSocketResponse, key_id: str, secret: str) -> None:
         await ws.send_bytes(orjson.dumps(wire.auth_message(key_id, secret)))

@@ -155,6 +155,11 @@ class BinanceUserStream:
                     reason = exc.message
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     reason = f"connection failed ({type(exc).__name__})"
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug must not leave the stream silently dead
+                    log.error("%s user data stream failed (%s); reconnecting", self.venue.exchange_id, type(exc).__name__)
+                    reason = f"internal error ({type(exc).__name__})"
                 if self._connected or not self._reported_down:
                     self._status(False, reason)
                 if self._stopping.is_set():

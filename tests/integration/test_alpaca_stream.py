@@ -15,10 +15,11 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 from alpaca.trading.stream import TradingStream
 
-from gateway.paper_broker import build_paper_broker_app
+from gateway.dialects.alpaca_stream import trade_updates_handler
+from gateway.paper_broker import SingleKeyAuthenticator, build_paper_broker_app
 from gateway.ports import DirectBackend
 from gateway.venues.paper import PaperVenue
-from tests.conftest import PAPER_KEY_ID, PAPER_SECRET, start_app
+from tests.conftest import PAPER_KEY_ID, PAPER_SECRET
 
 
 def ws_url(broker) -> str:
@@ -68,7 +69,6 @@ async def test_alpaca_py_trading_stream_gets_new_and_fill_of_a_market_order(pape
                 await asyncio.wait_for(updates.get(), 0.2)
         while not updates.empty():  # the probes' own events
             updates.get_nowait()
-        await asyncio.sleep(0)
         order = await asyncio.to_thread(
             client.submit_order,
             MarketOrderRequest(symbol="AAPL", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY),
@@ -154,23 +154,17 @@ async def test_refused_authentication_is_unauthorized_then_closed(paper_broker, 
         assert PAPER_SECRET not in json.dumps(answer)
 
 
-async def test_a_backend_without_events_grants_no_streams():
+async def test_a_backend_without_events_grants_no_streams(serve_app):
     class NoEvents(DirectBackend):
         def order_events(self, caller, sink):
             return None
 
-    from gateway.dialects.alpaca_stream import trade_updates_handler
-    from gateway.paper_broker import SingleKeyAuthenticator
-
     venue = PaperVenue()
     app = build_paper_broker_app(venue, key_id=PAPER_KEY_ID, secret=PAPER_SECRET)
     app.router.add_get("/quiet", trade_updates_handler(NoEvents(venue), SingleKeyAuthenticator(PAPER_KEY_ID, PAPER_SECRET)))
-    runner, port = await start_app(app)
-    try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(f"ws://127.0.0.1:{port}/quiet") as ws:
-            await ws.send_str(json.dumps({"action": "auth", "key": PAPER_KEY_ID, "secret": PAPER_SECRET}))
-            await recv_json(ws)
-            await ws.send_str(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
-            assert (await recv_json(ws))[0] == {"stream": "listening", "data": {"streams": []}}
-    finally:
-        await runner.cleanup()
+    url = (await serve_app(app)).replace("http://", "ws://")
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/quiet") as ws:
+        await ws.send_str(json.dumps({"action": "auth", "key": PAPER_KEY_ID, "secret": PAPER_SECRET}))
+        await recv_json(ws)
+        await ws.send_str(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        assert (await recv_json(ws))[0] == {"stream": "listening", "data": {"streams": []}}

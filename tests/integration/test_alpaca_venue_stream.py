@@ -24,9 +24,7 @@ from gateway.model import (
 from gateway.paper_broker import build_paper_broker_app
 from gateway.venues.alpaca import AlpacaVenue
 from gateway.venues.paper import PaperVenue
-from tests.conftest import free_port
-
-from .support import BROKER_KEY_ID, BROKER_SECRET
+from .support import BROKER_KEY_ID, BROKER_SECRET, free_port
 
 
 class Recorder:

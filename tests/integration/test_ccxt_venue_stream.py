@@ -55,6 +55,9 @@ async def test_orders_fills_and_positions_arrive_from_the_paper_broker_process()
             stop = await venue.submit_order(intent(side=Side.SELL, type=OrderType.STOP, stop_price=D(55000)))
             await broker.set_prices({"BTCUSDT": "54000"})
             await seen.until(lambda events: (OrderEventType.FILL, stop.id) in seen.updates(stop.id), "the stop's fill")
+            flat = ("BTC/USDT", D(0))
+            await seen.until(lambda events: flat in [(p.symbol, p.qty) for p in events if isinstance(p, PositionUpdate)],
+                             "the position after it")
         finally:
             await venue.close()
     assert seen.updates(resting.id, replaced.id, bought.id, stop.id) == [
@@ -105,18 +108,18 @@ async def test_an_expired_listen_key_is_a_drop_and_a_new_key_reconnects(serve_ap
 
 async def test_keep_alive_holds_the_key_past_its_ttl(serve_app):
     broker, app = await in_process(serve_app)
-    listen_keys(app[binance_futures.STATE]).ttl_s = 0.5
+    listen_keys(app[binance_futures.STATE]).ttl_s = 0.3
     venue = CcxtVenue("binanceusdm", lambda: (BROKER_KEY, BROKER_SECRET), urls={"api": broker.url})
-    venue.user_stream.keepalive_s = 0.1
+    venue.user_stream.keepalive_s = 0.08
     seen = Recorder()
     venue.subscribe(seen)
     await venue.start()
     meter = app[METER]
     try:
-        await seen.until(lambda events: meter.by_route["PUT /fapi/v1/listenKey"] >= 8, "eight keep-alives")
+        await seen.until(lambda events: meter.by_route["PUT /fapi/v1/listenKey"] >= 6, "six keep-alives")
     finally:
         await venue.close()
-    assert seen.statuses() == [True, False]  # up the whole time (0.8 s and more, ttl 0.5 s) until closed
+    assert seen.statuses() == [True, False]  # up the whole time (0.48 s and more, ttl 0.3 s) until closed
     assert meter.by_route["POST /fapi/v1/listenKey"] == 1 and meter.by_route["DELETE /fapi/v1/listenKey"] == 1
 
 

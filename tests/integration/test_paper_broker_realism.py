@@ -91,7 +91,8 @@ async def test_rate_limit_answers_429_beyond_n_a_minute_and_stats_count_the_requ
     assert statuses == [200] * budget + [429] * 3
     status, body, headers = answers[-1]
     assert body == {"code": 42910000, "message": "too many requests: the limit is 40 a minute"}
-    assert answers[0][2]["X-RateLimit-Limit"] == "40"
+    assert answers[0][2]["X-RateLimit-Limit"] == "40" and headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(headers["Retry-After"]) <= 60
     # Served requests are counted (the stats calls themselves are not); refusals separately.
     assert after["requests"] - before["requests"] == budget
     assert after["rate_limited"] - before["rate_limited"] == 3
@@ -193,4 +194,17 @@ async def test_binance_dialect_limits_request_weight_with_binances_429():
     assert [first[0], second[0], third[0], refused[0]] == [200, 200, 200, 429]
     assert refused[1] == {"code": -1003, "msg": "too many requests: the limit is 100 a minute"}
     assert first[2]["X-MBX-USED-WEIGHT-1M"] == "40" and third[2]["X-MBX-USED-WEIGHT-1M"] == "81"
+    assert 1 <= int(refused[2]["Retry-After"]) <= 60
     assert counted[1]["weight"] == 81 and counted[1]["requests"] == 3 and counted[1]["rate_limited"] == 1
+
+
+async def test_market_data_is_metered_apart_from_the_trading_api(paper_broker):
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        await call(session, "POST", f"{paper_broker.url}/_paper/prices", json={"AAPL": "190", "BTC/USD": "60000"})
+        await call(session, "GET", f"{paper_broker.url}/v2/stocks/AAPL/trades/latest")
+        await call(session, "GET", f"{paper_broker.url}/v1beta3/crypto/us/latest/trades", params={"symbols": "BTC/USD"})
+        await call(session, "GET", f"{paper_broker.url}/v2/account")
+        counted = await stats(session, paper_broker.url)
+    assert counted["requests"] == 1 and counted["by_route"] == {"GET /v2/account": 1}
+    assert counted["market_data"]["requests"] == 2
+    assert counted["market_data"]["by_route"]["GET /v2/stocks/{symbol}/trades/latest"] == 1

@@ -26,9 +26,11 @@ def test_window_slides_after_a_minute():
     request = make_mocked_request("GET", "/v2/account")
     meter.admit(request)
     meter.admit(request)
-    with pytest.raises(RateLimited):
+    now[0] += 20.0
+    with pytest.raises(RateLimited) as refused:
         meter.admit(request)
-    now[0] += 60.0
+    assert refused.value.retry_after_s == 40  # when the oldest request leaves the window
+    now[0] += 40.0
     meter.admit(request)  # the first two left the window
     assert (meter.requests, meter.rate_limited, meter.used()) == (3, 1, 1)
 

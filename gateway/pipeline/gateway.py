@@ -28,7 +28,7 @@ from ..errors import (
     UpstreamUncertain,
 )
 from ..guards.base import Guard
-from ..ledger import Ledger, LedgerOrder, Phase
+from ..ledger import Change, Ledger, LedgerOrder, Phase
 from ..model import (
     AssetClass,
     BulkResult,
@@ -41,6 +41,7 @@ from ..model import (
     OrderReplace,
     OrderType,
     OrderUpdate,
+    PositionUpdate,
     Side,
     StopLoss,
     StreamStatus,
@@ -388,6 +389,26 @@ class RiskGateway(Backend):
     async def get_leverage(self, caller, symbol):
         self.admission.admit(caller, "read")
         return await self.venue.get_leverage(symbol)
+
+    def order_events(self, caller: Caller, sink) -> Callable[[], None]:
+        """This credential's order events from the ledger (its own orders only: another bot's
+        orders are not its business), and the account's position events."""
+        self.admission.admit(caller, "read")
+
+        def forward(change: Change) -> None:
+            event = change.event
+            if isinstance(event, PositionUpdate):
+                sink(event)
+            elif isinstance(event, OrderUpdate) and change.order is not None and change.order.key_id == caller.key_id:
+                sink(event)
+
+        self.ledger.listeners.append(forward)
+
+        def unsubscribe() -> None:
+            if forward in self.ledger.listeners:
+                self.ledger.listeners.remove(forward)
+
+        return unsubscribe
 
     # -- leverage and margin ---------------------------------------------------------------
 

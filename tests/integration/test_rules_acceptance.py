@@ -78,8 +78,11 @@ def client(gw: RunningGateway) -> TradingClient:
     return TradingClient(gw.key_id, gw.secret, paper=True, url_override=gw.url)
 
 
-async def test_stock_entries_need_a_stop_and_a_bracket_8_percent_away_passes(default_policy_home):
-    gw = await start_gateway(default_policy_home, venue="paper")
+async def test_in_reject_mode_stock_entries_need_a_stop_and_a_bracket_8_percent_away_passes(short_tmp):
+    doc = yaml.safe_load(default_policy_text())
+    doc["asset_classes"]["us_equity"]["stop_loss"] = {"mode": "reject", "max_distance_pct": 8}
+    init = init_home(short_tmp / "reject", policy_text=yaml.safe_dump(doc, sort_keys=False))
+    gw = await start_gateway(init, venue="paper")
     tc = client(gw)
     try:
         with pytest.raises(APIError) as raised:
@@ -99,11 +102,8 @@ async def test_stock_entries_need_a_stop_and_a_bracket_8_percent_away_passes(def
         await gw.gateway.stop()
 
 
-async def test_in_attach_mode_the_same_entry_becomes_protected(short_tmp):
-    doc = yaml.safe_load(default_policy_text())
-    doc["asset_classes"]["us_equity"]["stop_loss"] = {"mode": "attach", "max_distance_pct": 8}
-    init = init_home(short_tmp / "attach", policy_text=yaml.safe_dump(doc, sort_keys=False))
-    gw = await start_gateway(init, venue="paper")
+async def test_under_the_default_policy_the_same_entry_becomes_protected(default_policy_home):
+    gw = await start_gateway(default_policy_home, venue="paper")
     try:
         order = await asyncio.to_thread(client(gw).submit_order, MarketOrderRequest(
             symbol="AAPL", qty=5, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))

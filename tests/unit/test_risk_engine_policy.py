@@ -115,9 +115,10 @@ def test_unknown_action_is_a_programming_error():
 
 def test_the_default_policy_allows_an_ordinary_order_and_reports_everything_it_trips():
     engine = RiskEngine(book())
-    # A stock entry must carry its own stop; a crypto entry gets one attached.
-    assert decide(engine, order(qty="10"), default(), caller=BOT)[0].codes == ("stop_loss_required",)
-    protected = order(qty="10", stop_loss="95")
+    # An entry without a stop gets one attached; one with its own stop keeps it.
+    decision, final, _ = decide(engine, order(qty="10"), default(), caller=BOT)
+    assert decision.allowed and final.stop_loss is not None and final.stop_loss.stop_price == D("92")
+    protected = order(qty="9", stop_loss="95")  # not the same order again (duplicate_order)
     assert decide(engine, protected, default(), caller=BOT)[0].allowed
     decision, final, _ = decide(engine, order("BTC/USD", qty="0.01"), default(), price="60000", caller=BOT)
     assert decision.allowed and final.stop_loss is not None

@@ -37,8 +37,8 @@ def test_the_default_policy_parses_with_every_section():
     assert p.account.min_cash_buffer_pct.limit == 30 and p.account.max_open_positions.limit == 25
     assert p.account.symbol_allowlist is None and p.account.symbol_denylist == ()
     assert p.asset_classes.crypto.allocation_pct.limit == 15 and p.asset_classes.us_option.leverage.limit == 2
-    assert p.asset_classes.us_equity.stop_loss.mode == "reject"  # a stock entry must carry its stop
-    assert p.asset_classes.crypto.stop_loss.mode == "attach"  # venues cannot attach legs to crypto
+    assert p.asset_classes.us_equity.stop_loss.mode == "attach"  # an unprotected stock entry gets a stop
+    assert p.asset_classes.crypto.stop_loss.mode == "attach"
     assert p.asset_classes.us_equity.stop_loss.max_distance_pct == 8
     assert [c.universe_size.limit for c in (p.asset_classes.crypto, p.asset_classes.us_option, p.asset_classes.us_equity)] == [9, 8, 20]
     assert p.asset_classes.us_option.no_buy_within_days.limit == 5 and p.asset_classes.us_option.long_only is True
@@ -87,7 +87,7 @@ def test_off_everywhere_it_is_allowed():
                  "symbol_allowlist", "symbol_denylist", "no_buy_within_days"):
         text = re.sub(rf"^(\s+{name}:)[^#\n]*", r"\1 off ", text, flags=re.M)
     text = re.sub(r"stop_loss: \{mode: attach, max_distance_pct: 10\}", "stop_loss: off", text)
-    text = re.sub(r"stop_loss: \{mode: reject, max_distance_pct: 8\}", "stop_loss: {mode: off}", text)
+    text = re.sub(r"stop_loss: \{mode: attach, max_distance_pct: 8\}", "stop_loss: {mode: off}", text)
     text = text.replace("sectors: {}", "sectors: off")
     p = parse_policy(text.encode()).policy
     assert not p.account.min_cash_buffer_pct.enabled and not p.circuit_breakers.daily_loss_pct.enabled

@@ -185,13 +185,19 @@ def test_attach_mode_leaves_a_good_stop_alone():
     assert decision.allowed and final is intent and decision.notes == ()
 
 
-def test_attach_mode_converts_a_notional_order_to_a_quantity():
+def test_attach_mode_converts_a_notional_stock_order_to_whole_shares():
     pol = relaxed(classes={"us_equity": stop("attach", 8)})
-    decision, final, reservation = decide(RiskEngine(book()), order("MSFT", qty=None, notional="500"), pol, price="420")
-    assert decision.allowed and final.notional is None and final.qty == D("1.190476190")
+    decision, final, reservation = decide(RiskEngine(book()), order("MSFT", qty=None, notional="900"), pol, price="420")
+    assert decision.allowed and final.notional is None and final.qty == D("2")  # legs need whole shares
     assert final.order_class is OrderClass.OTO and final.stop_loss.stop_price == D("386.40")
     assert reservation.qty == final.qty
-    assert "notional 500 converted to qty 1.19047619" in decision.notes[0]
+    assert "notional 900 converted to qty 2" in decision.notes[0]
+
+
+def test_attach_mode_refuses_a_notional_stock_order_under_one_share():
+    pol = relaxed(classes={"us_equity": stop("attach", 8)})
+    decision, _, _ = decide(RiskEngine(book()), order("MSFT", qty=None, notional="300"), pol, price="420")
+    assert decision.codes == ("stop_loss_required",)
 
 
 @pytest.mark.parametrize(
@@ -241,11 +247,10 @@ def test_attach_and_clamp_together_keep_the_stop():
     assert decision.notes[0].startswith("max_position_pct: quantity clamped") and decision.notes[1].startswith("stop_loss:")
 
 
-def test_the_default_policy_refuses_unprotected_stocks_and_attaches_stops_to_crypto_and_options():
+def test_the_default_policy_attaches_stops_to_every_asset_class():
     engine = RiskEngine(book())
     pol = default()
-    assert decide(engine, order("AAPL", qty="1"), pol, price="100")[0].codes == ("stop_loss_required",)
-    for symbol, price, distance in (("BTC/USD", "60000", "54000"), ("AAPL271217C00190000", "4", "3")):
+    for symbol, price, distance in (("AAPL", "100", "92"), ("BTC/USD", "60000", "54000"), ("AAPL271217C00190000", "4", "3")):
         decision, final, _ = decide(engine, order(symbol, qty="1" if "/" not in symbol else "0.01"), pol, price=price)
         assert decision.allowed, decision.codes
         assert final.stop_loss.stop_price == D(distance)

@@ -140,7 +140,7 @@ def order(
     **kw: Any,
 ) -> OrderIntent:
     """An intent; ``stop_loss``/``take_profit`` make it oto/bracket unless order_class is given."""
-    for name in ("limit_price", "stop_price", "notional"):
+    for name in ("limit_price", "stop_price", "notional", "trail_percent", "trail_price"):
         if isinstance(kw.get(name), str):
             kw[name] = D(kw[name])
     if stop_loss is not None:

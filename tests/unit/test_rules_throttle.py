@@ -224,3 +224,19 @@ def test_exits_pass_exposure_rules_but_not_locked_rate_or_duplicate():
     for i in range(4):
         decide(engine, order(side="sell", qty=str(20 + i)), pol, caller=BOT)
     assert codes(decide(engine, order(side="sell", qty="30"), pol, caller=BOT)) == ("rate_limit",)
+
+
+def test_a_close_after_a_trailing_stop_sell_of_the_same_size_is_not_a_duplicate():
+    pol = relaxed({"duplicate_window_s": 5})
+    engine = RiskEngine(book([position("AAPL", "10")]))
+    trailing = order(side="sell", qty="5", type=OrderType.TRAILING_STOP, trail_percent="2")
+    assert decide(engine, trailing, pol, caller=BOT)[0].allowed
+    assert decide(engine, order(side="sell", qty="5"), pol, caller=BOT, action="close")[0].allowed
+
+
+def test_a_market_sell_after_a_trailing_stop_sell_of_the_same_size_is_not_a_duplicate():
+    pol = relaxed({"duplicate_window_s": 5})
+    engine = RiskEngine(book([position("AAPL", "10")]))
+    assert decide(engine, order(side="sell", qty="5", type=OrderType.TRAILING_STOP, trail_percent="2"), pol,
+                  caller=BOT)[0].allowed
+    assert decide(engine, order(side="sell", qty="5"), pol, caller=BOT)[0].allowed

@@ -1,7 +1,7 @@
 """The same order from the same credential again within ``duplicate_window_s``: same
-symbol, side, quantity (or notional) and prices, and the same kind of request (a replace
-never collides with the submit it modifies). Not exempt for exits. Orders without a caller
-(the gateway's own) are not checked."""
+symbol, side, type, quantity (or notional) and prices, and the same action (a replace never
+collides with the submit it modifies, nor a close with a trailing-stop sell of the same size).
+Not exempt for exits. Orders without a caller (the gateway's own) are not checked."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ def fingerprint(intent: OrderIntent, caller: Caller | None, action: str) -> Hash
     """The duplicate detector's key for one request, or None when there is no caller."""
     if caller is None:
         return None
-    kind = "replace" if action == "replace" else "order"
     return (
         caller.key_id,
-        kind,
+        action,
         intent.symbol,
         intent.side,
+        intent.type,
+        intent.trail_price,
+        intent.trail_percent,
         intent.qty,
         intent.notional,
         intent.limit_price,

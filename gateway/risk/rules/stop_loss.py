@@ -10,7 +10,7 @@ from the entry price (the order's limit, else its stop, else the reference price
   gets one at exactly the maximum distance (rounded toward the entry to the price tick), the
   order class becoming ``oto`` (``bracket`` when it has a take-profit), and a stop that is too
   far is moved in to the maximum distance. A notional order cannot carry legs at any venue, so
-  it is converted to a quantity first (rounded down). Orders that cannot carry a stop leg
+  it is converted to a quantity first (rounded down; whole shares for stocks, whose legs need them). Orders that cannot carry a stop leg
   (oco, trailing_stop entries, time in force other than day/gtc, extended hours) are left
   alone and then refused by this rule as in ``reject``. A replace cannot add legs: in
   ``attach`` mode a replace without a stop passes (the order keeps the legs it has at the
@@ -25,6 +25,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from ...model import (
+    AssetClass,
     OrderClass,
     OrderIntent,
     OrderType,
@@ -142,7 +143,8 @@ def attach_stop(
     notes = []
     changes: dict = {"stop_loss": StopLoss(stop_price=stop)}
     if intent.notional is not None:
-        step = Decimal(1).scaleb(-qty_decimals)
+        # Stock legs need whole shares (Alpaca carries none on fractional orders).
+        step = Decimal(1) if intent.asset_class is AssetClass.US_EQUITY else Decimal(1).scaleb(-qty_decimals)
         whole = qty.quantize(step, rounding=ROUND_DOWN)
         if whole <= 0:
             return None

@@ -317,8 +317,3 @@ _READS = frozenset(
     }
 )
 
-
-def require_found(value, what: str):
-    if value is None:
-        raise NotFound(f"{what} not found")
-    return value

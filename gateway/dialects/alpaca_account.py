@@ -19,7 +19,13 @@ from ..errors import Forbidden, InvalidRequest, NotFound
 from ..model import utcnow
 from ..wire import alpaca as wire
 from ..wire import alpaca_account as account_wire
+from ..wire.alpaca_data import dumps
 from . import alpaca as dialect
+
+
+def _json(body) -> web.Response:
+    """JSON whose numbers may be Decimals (a broker's answer passed on keeps its digits)."""
+    return web.Response(body=dumps(body), content_type="application/json")
 
 
 def _backend(request: web.Request):
@@ -67,7 +73,7 @@ async def list_assets(request: web.Request) -> web.Response:
         for a in assets
         if (not status or a.status == status) and (not exchange or a.exchange == exchange)
     ]
-    return dialect.json_response(rows)
+    return _json(rows)
 
 
 async def get_asset(request: web.Request) -> web.Response:
@@ -78,12 +84,12 @@ async def get_asset(request: web.Request) -> web.Response:
         asset_id = str(uuid.UUID(raw))
         for asset in await _service(request).list_assets(None):
             if wire.asset_id_for(asset.symbol) == asset_id:
-                return dialect.json_response(wire.asset_to_wire(asset))
+                return _json(wire.asset_to_wire(asset))
         raise NotFound("asset not found")
     wire.parse_symbol(raw, "symbol")  # the shape check, with its message
     for symbol in account_wire.alias_candidates(raw):
         try:
-            return dialect.json_response(wire.asset_to_wire(await backend.get_asset(caller, symbol)))
+            return _json(wire.asset_to_wire(await backend.get_asset(caller, symbol)))
         except NotFound:
             continue
     raise NotFound(f"asset not found: {raw.strip().upper()[:32]}")
@@ -97,29 +103,29 @@ async def get_calendar(request: web.Request) -> web.Response:
     params = _query(request, frozenset({"start", "end", "date_type"}))
     start, end = account_wire.parse_calendar_range(params, utcnow().date())
     days = await _service(request).calendar(start, end)
-    return dialect.json_response([account_wire.calendar_to_wire(d) for d in days])
+    return _json([account_wire.calendar_to_wire(d) for d in days])
 
 
 async def get_configurations(request: web.Request) -> web.Response:
     _query(request, frozenset())
-    return dialect.json_response(await _service(request).account_configurations())
+    return _json(await _service(request).account_configurations())
 
 
 async def patch_configurations(request: web.Request) -> web.Response:
     changes = account_wire.parse_configuration_changes(await _body(request))
-    return dialect.json_response(await _service(request).update_account_configurations(_caller(request), changes))
+    return _json(await _service(request).update_account_configurations(_caller(request), changes))
 
 
 async def get_activities(request: web.Request) -> web.Response:
     params = _query(request, account_wire.ACTIVITY_PARAMS)
     if "activity_type" in request.match_info:
         params["activity_types"] = request.match_info["activity_type"]
-    return dialect.json_response(await _service(request).account_activities(params))
+    return _json(await _service(request).account_activities(params))
 
 
 async def get_portfolio_history(request: web.Request) -> web.Response:
     params = _query(request, account_wire.HISTORY_PARAMS)
-    return dialect.json_response(await _service(request).portfolio_history(params))
+    return _json(await _service(request).portfolio_history(params))
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,25 +153,25 @@ async def _render_watchlist(request: web.Request, watchlist) -> dict:
 
 async def list_watchlists(request: web.Request) -> web.Response:
     watchlists = await _service(request).list_watchlists()
-    return dialect.json_response([await _render_watchlist(request, w) for w in watchlists])
+    return _json([await _render_watchlist(request, w) for w in watchlists])
 
 
 async def create_watchlist(request: web.Request) -> web.Response:
     name, symbols = account_wire.parse_watchlist_body(await _body(request), partial=False)
     watchlist = await _service(request).create_watchlist(_caller(request), name, symbols or [])
-    return dialect.json_response(await _render_watchlist(request, watchlist))
+    return _json(await _render_watchlist(request, watchlist))
 
 
 async def get_watchlist(request: web.Request) -> web.Response:
     watchlist = await _service(request).get_watchlist(_watchlist_id(request))
-    return dialect.json_response(await _render_watchlist(request, watchlist))
+    return _json(await _render_watchlist(request, watchlist))
 
 
 async def update_watchlist(request: web.Request) -> web.Response:
     watchlist_id = _watchlist_id(request)
     name, symbols = account_wire.parse_watchlist_body(await _body(request), partial=True)
     watchlist = await _service(request).update_watchlist(_caller(request), watchlist_id, name, symbols)
-    return dialect.json_response(await _render_watchlist(request, watchlist))
+    return _json(await _render_watchlist(request, watchlist))
 
 
 async def add_to_watchlist(request: web.Request) -> web.Response:
@@ -176,7 +182,7 @@ async def add_to_watchlist(request: web.Request) -> web.Response:
     service = _service(request)
     old = await service.get_watchlist(watchlist_id)
     watchlist = await service.update_watchlist(_caller(request), watchlist_id, None, [*old.symbols, symbol])
-    return dialect.json_response(await _render_watchlist(request, watchlist))
+    return _json(await _render_watchlist(request, watchlist))
 
 
 async def remove_from_watchlist(request: web.Request) -> web.Response:
@@ -188,7 +194,7 @@ async def remove_from_watchlist(request: web.Request) -> web.Response:
         raise NotFound(f"{symbol} is not in the watchlist")
     kept = [s for s in old.symbols if s != symbol]
     watchlist = await service.update_watchlist(_caller(request), watchlist_id, None, kept)
-    return dialect.json_response(await _render_watchlist(request, watchlist))
+    return _json(await _render_watchlist(request, watchlist))
 
 
 async def delete_watchlist(request: web.Request) -> web.Response:
@@ -206,20 +212,20 @@ async def list_option_contracts(request: web.Request) -> web.Response:
         raise InvalidRequest("limit must be an integer between 1 and 10000")
     for name in ("expiration_date", "expiration_date_gte", "expiration_date_lte"):
         account_wire.parse_date(params.get(name), name)
-    return dialect.json_response(await _service(request).option_contracts(params))
+    return _json(await _service(request).option_contracts(params))
 
 
 async def get_option_contract(request: web.Request) -> web.Response:
     raw = request.match_info["symbol_or_id"]
     if not _is_uuid(raw):
         raw = wire.parse_symbol(raw, "symbol_or_id")[0]
-    return dialect.json_response(await _service(request).option_contract(raw))
+    return _json(await _service(request).option_contract(raw))
 
 
 async def list_announcements(request: web.Request) -> web.Response:
     params = _query(request, account_wire.ANNOUNCEMENT_PARAMS)
     account_wire.parse_announcement_range(params)
-    return dialect.json_response(await _service(request).corporate_announcements(params))
+    return _json(await _service(request).corporate_announcements(params))
 
 
 async def get_announcement(request: web.Request) -> web.Response:
@@ -229,7 +235,7 @@ async def get_announcement(request: web.Request) -> web.Response:
     announcements = await _service(request).corporate_announcements({"id": str(uuid.UUID(raw))})
     for item in announcements:
         if item.get("id") == str(uuid.UUID(raw)):
-            return dialect.json_response(item)
+            return _json(item)
     raise NotFound("announcement not found")
 
 

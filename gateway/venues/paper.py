@@ -29,6 +29,7 @@ from ..model import (
     utcnow,
 )
 from ..errors import InvalidRequest, NotFound
+from ..numbers import fmt
 from ..market import ONE_DAY, ONE_MINUTE, Bar, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
 from ..ports import CalendarDay, Fill, Watchlist
 from .base import TradingRules, Venue
@@ -297,13 +298,13 @@ class PaperVenue(Venue):
                     "activity_type": "FILL",
                     "transaction_time": (order.filled_at or order.updated_at).isoformat().replace("+00:00", "Z"),
                     "type": "fill",
-                    "price": str(order.filled_avg_price),
-                    "qty": str(order.filled_qty),
+                    "price": fmt(order.filled_avg_price),
+                    "qty": fmt(order.filled_qty),
                     "side": order.side.value,
                     "symbol": order.symbol,
                     "leaves_qty": "0",
                     "order_id": order.id,
-                    "cum_qty": str(order.filled_qty),
+                    "cum_qty": fmt(order.filled_qty),
                     "order_status": order.status.value,
                 }
             )
@@ -391,12 +392,12 @@ class PaperVenue(Venue):
             "underlying_asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"paper-asset:{occ.root}")),
             "type": "call" if occ.is_call else "put",
             "style": "american",
-            "strike_price": str(occ.strike),
+            "strike_price": fmt(occ.strike),
             "multiplier": "100",
             "size": "100",
             "open_interest": None,
             "open_interest_date": None,
-            "close_price": str(self.engine.marks()[symbol]),
+            "close_price": fmt(self.engine.marks()[symbol]),
             "close_price_date": utcnow().date().isoformat(),
         }
 

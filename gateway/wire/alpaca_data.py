@@ -18,6 +18,7 @@ import orjson
 from ..errors import InvalidRequest, UpstreamUnavailable
 from ..market import (
     MAX_PAGE,
+    MAX_SYMBOLS,
     Bar,
     DataKind,
     OrderBook,
@@ -117,6 +118,8 @@ def parse_symbols(raw: str | None, asset_class: AssetClass, name: str = "symbols
         symbols.append(symbol)
     if not symbols:
         raise InvalidRequest(f"{name} is required")
+    if len(symbols) > MAX_SYMBOLS:
+        raise InvalidRequest(f"at most {MAX_SYMBOLS} symbols per request")
     return tuple(dict.fromkeys(symbols))
 
 

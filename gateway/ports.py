@@ -151,6 +151,18 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class Income:
+    """One entry of the account's income history (realized PnL, commission, funding fee)."""
+
+    symbol: str
+    kind: str  # Binance's incomeType: REALIZED_PNL, COMMISSION, FUNDING_FEE, ...
+    amount: Decimal  # signed: a fee paid is negative
+    asset: str
+    t: datetime
+    trade_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CalendarDay:
     date: date
     open: str  # "09:30", exchange local time (America/New_York), as Alpaca writes it
@@ -221,8 +233,24 @@ class AccountReads:
     async def corporate_announcements(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         raise self._not_served("corporate actions")
 
-    async def fills(self, symbol: str, start: datetime | None, end: datetime | None, limit: int) -> list[Fill]:
+    async def fills(self, symbol: str | None, start: datetime | None, end: datetime | None, limit: int) -> list[Fill]:
+        """The account's executions, oldest first (``symbol`` None: every symbol)."""
         raise self._not_served("the account's trades")
+
+    async def income(
+        self, symbol: str | None, kind: str | None, start: datetime | None, end: datetime | None, limit: int
+    ) -> list[Income]:
+        """Binance's income history. By default realized PnL and commissions from ``fills``; a
+        venue that knows its funding payments overrides it."""
+        if kind not in (None, "REALIZED_PNL", "COMMISSION"):
+            raise self._not_served(f"{kind} income")
+        rows: list[Income] = []
+        for fill in await self.fills(symbol, start, end, 1000):
+            if kind in (None, "REALIZED_PNL") and fill.realized_pnl:
+                rows.append(Income(fill.symbol, "REALIZED_PNL", fill.realized_pnl, fill.commission_asset, fill.t, fill.id))
+            if kind in (None, "COMMISSION") and fill.commission:
+                rows.append(Income(fill.symbol, "COMMISSION", -fill.commission, fill.commission_asset, fill.t, fill.id))
+        return rows[-limit:]
 
     async def commission_rate(self, symbol: str) -> tuple[Decimal, Decimal]:
         """(maker, taker) as fractions."""

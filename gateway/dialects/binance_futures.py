@@ -171,8 +171,6 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/ping", ping)
     r.add_get("/v1/time", server_time)
     r.add_get("/v1/exchangeInfo", exchange_info)
-    r.add_get("/v1/ticker/24hr", ticker_24hr)
-    r.add_get("/v1/ticker/price", ticker_price)
     for version in ("v2", "v3"):
         r.add_get(f"/{version}/account", account)
         r.add_get(f"/{version}/balance", balance)
@@ -196,6 +194,9 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/openAlgoOrders", open_algo_orders)
     r.add_get("/v1/allAlgoOrders", all_algo_orders)
     r.add_delete("/v1/algoOpenOrders", cancel_all_algo_orders)
+    from . import binance_market  # market data and start-up reads (it imports this module's plumbing)
+
+    binance_market.add_routes(r)
     return app
 
 
@@ -215,6 +216,9 @@ def mount_binance_futures(
     state = BinanceState(backend, auth) if clock_ms is None else BinanceState(backend, auth, clock_ms)
     app.add_subapp("/fapi", fapi_app(state))
     app.add_subapp("/sapi", sapi_app(state))
+    from .binance_market import mount_other_apis
+
+    mount_other_apis(app, state)  # /api/v3 and /dapi/v1 exchangeInfo for ccxt ``binance``
     return state
 
 

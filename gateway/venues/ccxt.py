@@ -83,6 +83,7 @@ from ..model import (
     utcnow,
 )
 from .base import TradingRules, Venue
+from .ccxt_market import CcxtMarketData
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class _Exits:
     attempts: int = 0
 
 
-class CcxtVenue(Venue):
+class CcxtVenue(CcxtMarketData, Venue):
     name = "ccxt"
 
     def __init__(

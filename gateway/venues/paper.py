@@ -31,7 +31,7 @@ from ..model import (
 from ..errors import InvalidRequest, NotFound
 from ..numbers import fmt
 from ..market import ONE_DAY, ONE_MINUTE, Bar, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
-from ..ports import CalendarDay, Fill, Watchlist
+from ..ports import CalendarDay, Fill, Income, Watchlist
 from .base import TradingRules, Venue
 from .paper_engine import PaperEngine
 from .paper_prices import PricePath, bar_start, volume_base
@@ -428,7 +428,7 @@ class PaperVenue(Venue):
                 return contract
         raise NotFound("option contract not found")
 
-    async def fills(self, symbol: str, start: datetime | None, end: datetime | None, limit: int) -> list[Fill]:
+    async def fills(self, symbol: str | None, start: datetime | None, end: datetime | None, limit: int) -> list[Fill]:
         """One fill per filled order (the paper engine fills an order at once; no fees)."""
         fills = []
         for order in self._filled_orders(symbol):
@@ -437,9 +437,14 @@ class PaperVenue(Venue):
                 continue
             fills.append(
                 Fill(order.id, order.id, order.symbol, order.side, order.filled_avg_price, order.filled_qty,
-                     Decimal(0), symbol.split("/")[-1], Decimal(0), t)
+                     Decimal(0), order.symbol.split("/")[-1], Decimal(0), t)
             )
         return fills[-limit:]
+
+    async def income(self, symbol, kind, start, end, limit) -> list[Income]:
+        if kind == "FUNDING_FEE":
+            return []  # the paper engine charges no funding (see paper_engine)
+        return await super().income(symbol, kind, start, end, limit)
 
     async def commission_rate(self, symbol: str) -> tuple[Decimal, Decimal]:
         self._mark(symbol)

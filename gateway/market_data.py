@@ -313,6 +313,7 @@ _READS = frozenset(
         "option_contract",
         "corporate_announcements",
         "fills",
+        "income",
         "commission_rate",
     }
 )

@@ -206,6 +206,7 @@ def sapi_app(state: BinanceState) -> web.Application:
     app[STATE] = state
     app.router.add_get("/v1/capital/config/getall", capital_config)
     app.router.add_get("/v1/margin/allPairs", margin_all_pairs)
+    app.router.add_get("/v1/margin/isolated/allPairs", margin_all_pairs)  # ccxt ``binance`` asks too
     return app
 
 

@@ -137,9 +137,12 @@ async def _klines(request: web.Request, symbol: str) -> web.Response:
     frame = market_wire.parse_interval(params.get("interval"))
     limit = market_wire.parse_limit(params.get("limit"), default=500, maximum=market_wire.MAX_KLINES)
     start, end = market_wire.kline_range(params, frame, limit, _now_second())
-    query = SeriesQuery(DataKind.BARS, CRYPTO, (symbol,), start, end, limit=limit, timeframe=frame)
-    page = await _reads(request).series(query)
-    return dialect.json_response([market_wire.kline_to_wire(b, frame) for b in page.items.get(symbol, [])])
+    latest = not params.get("startTime")  # without a start: the latest ``limit`` klines
+    query = SeriesQuery(DataKind.BARS, CRYPTO, (symbol,), start, end, limit=limit, timeframe=frame, descending=latest)
+    bars = (await _reads(request).series(query)).items.get(symbol, [])
+    if latest:
+        bars = sorted(bars, key=lambda b: b.t)
+    return dialect.json_response([market_wire.kline_to_wire(b, frame) for b in bars])
 
 
 @market(_kline_weight, _KLINE_PARAMS)

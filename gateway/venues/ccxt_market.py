@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import UpstreamUnavailable
 from ..market import Bar, DataKind, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, TimeFrame, Trade
 from ..model import Asset, AssetClass, Side, utcnow
-from ..ports import Fill
+from ..ports import Fill, Income
 from .base import TradingRules
 
 _UNIT = {"Min": "m", "Hour": "h", "Day": "d", "Week": "w", "Month": "M"}
@@ -268,6 +268,22 @@ class CcxtMarketData:
                     maker=row.get("takerOrMaker") == "maker",
                 )
             )
+        return out
+
+    async def income(self, symbol, kind, start, end, limit) -> list[Income]:
+        """Funding payments from the exchange's own history; the rest from the fills."""
+        if kind != "FUNDING_FEE":
+            return await super().income(symbol, kind, start, end, limit)
+        exchange = await self._ready()
+        ccxt_symbol = self._market(symbol)["symbol"] if symbol else None
+        rows = await self._call(exchange.fetch_funding_history, ccxt_symbol, _ms(start), limit)
+        out = []
+        for row in rows or []:
+            t = self._at(row.get("timestamp"))
+            internal = self._internal.get(row.get("symbol"), symbol or "")
+            if end is None or t <= end:
+                out.append(Income(internal, "FUNDING_FEE", self._decimal(row.get("amount"), "funding fee"),
+                                  str(row.get("code") or ""), t, str(row.get("id") or "")))
         return out
 
     async def commission_rate(self, symbol: str) -> tuple[Decimal, Decimal]:

@@ -79,10 +79,10 @@ def kline_range(params: Mapping[str, str], frame: TimeFrame, limit: int, now: da
     if end is not None:
         end = end + timedelta(milliseconds=1)  # endTime is inclusive at Binance
     if start is None:
-        end = end or now
+        end = end or now + timedelta(seconds=1)  # ``now`` is whole seconds: keep a bar starting at it
         start = end - step * limit
     elif end is None:
-        end = min(now, start + step * limit)
+        end = max(start, min(now, start + step * limit))  # a start in the future: no klines
     if end < start:
         raise BinanceError(400, BAD_PARAMETER, "startTime must not be after endTime.")
     return start, end

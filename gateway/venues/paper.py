@@ -7,6 +7,7 @@ mutate its book through what they get back.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -77,6 +78,7 @@ class PaperVenue(Venue):
         seed_marks: bool = False,
         futures: bool = False,
         prices: PricePath | None = None,
+        walk_every_s: float | None = None,
     ):
         """Wrap ``engine``, or a fresh engine with ``starting_equity`` (and, with ``seed_marks``,
         the engine's seed marks; ``futures`` for a futures account) when none is given."""
@@ -84,18 +86,44 @@ class PaperVenue(Venue):
             engine = PaperEngine(starting_equity=starting_equity, seed_marks=seed_marks, futures=futures)
         self.engine = engine
         self.prices = prices or PricePath()  # market data: a seeded path anchored at each mark
+        # With ``walk_every_s`` the marks themselves follow the path (orders fill as prices move);
+        # a symbol whose price was set with ``set_prices`` is pinned and stays where it was put.
+        self.walk_every_s = walk_every_s
+        self._pinned: set[str] = set()
+        self._walker: asyncio.Task | None = None
         self._configurations: dict[str, Any] = dict(PAPER_CONFIGURATIONS)
         self._watchlists: dict[str, Watchlist] = {}
 
     async def start(self) -> None:
-        """Nothing to open: the engine lives in this process."""
+        """The engine lives in this process; only the live walk (if asked for) runs beside it."""
+        if self.walk_every_s and self._walker is None:
+            self._walker = asyncio.create_task(self._walk(), name="paper-price-walk")
 
     async def close(self) -> None:
-        """Nothing to release."""
+        walker, self._walker = self._walker, None
+        if walker is not None:
+            walker.cancel()
+            await asyncio.gather(walker, return_exceptions=True)
 
     # Prices: not part of Venue; the standalone paper broker's POST /_paper/prices uses it.
     async def set_prices(self, prices: Mapping[str, object]) -> None:
         self.engine.set_prices(prices)
+        self._pinned.update(prices)
+
+    async def _walk(self) -> None:
+        since = utcnow()
+        while True:
+            await asyncio.sleep(self.walk_every_s)
+            now = utcnow()
+            moved = {
+                symbol: self.prices.step(symbol, mark, since, now, self._tick(symbol))
+                for symbol, mark in self.engine.marks().items()
+                if symbol not in self._pinned
+            }
+            since = now
+            changed = {s: m for s, m in moved.items() if m != self.engine.marks().get(s)}
+            if changed:
+                self.engine.set_prices(changed)  # fills and triggers whatever the new prices reach
 
     async def get_account(self) -> Account:
         return self.engine.get_account()

@@ -83,8 +83,11 @@ class PathConfig:
     seed: int = 7
     daily_volatility: float = 0.02  # standard deviation of one day's log return
     spread_bps: float = 2.0  # quoted spread around the path
+    tick_s: int = TICK_STEP_S  # seconds between trades (and steps of the live walk)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.tick_s <= 3600:
+            raise ValueError("tick_s must be between 1 and 3600 seconds")
         if not 0 <= self.daily_volatility <= 1:
             raise ValueError("daily_volatility must be between 0 and 1")
         if not 0 <= self.spread_bps <= 1000:
@@ -143,19 +146,19 @@ class PricePath:
         )
 
     def trade(self, symbol: str, mark: Decimal, now: datetime, index: int, tick: Decimal, volume_base: float) -> Trade:
-        anchor = _anchor(now, TICK_STEP_S)
-        price = self._price(symbol, float(mark), TICK_STEP_S, index, anchor)
-        size = volume_base / 50 * (0.1 + self._noise(symbol, TICK_STEP_S, index, b"s"))
-        side = "buy" if self._noise(symbol, TICK_STEP_S, index, b"d") < 0.5 else "sell"
+        anchor = _anchor(now, self.config.tick_s)
+        price = self._price(symbol, float(mark), self.config.tick_s, index, anchor)
+        size = volume_base / 50 * (0.1 + self._noise(symbol, self.config.tick_s, index, b"s"))
+        side = "buy" if self._noise(symbol, self.config.tick_s, index, b"d") < 0.5 else "sell"
         return Trade(
-            t=datetime.fromtimestamp(index * TICK_STEP_S, tz=timezone.utc),
+            t=datetime.fromtimestamp(index * self.config.tick_s, tz=timezone.utc),
             price=_round(price, tick), size=_round(size, Decimal("0.0001")), id=index, taker_side=side,
         )
 
     def quote(self, symbol: str, mark: Decimal, now: datetime, index: int, tick: Decimal, volume_base: float) -> Quote:
-        anchor = _anchor(now, TICK_STEP_S)
-        mid = self._price(symbol, float(mark), TICK_STEP_S, index, anchor)
-        return self._quote_around(symbol, mid, datetime.fromtimestamp(index * TICK_STEP_S, tz=timezone.utc), index,
+        anchor = _anchor(now, self.config.tick_s)
+        mid = self._price(symbol, float(mark), self.config.tick_s, index, anchor)
+        return self._quote_around(symbol, mid, datetime.fromtimestamp(index * self.config.tick_s, tz=timezone.utc), index,
                                   tick, volume_base)
 
     def _quote_around(self, symbol: str, mid: float, t: datetime, index: int, tick: Decimal, volume_base: float) -> Quote:
@@ -164,23 +167,23 @@ class PricePath:
         ask = _round(mid + half, tick, up=True)
         if ask <= bid:
             ask = bid + tick
-        sizes = [volume_base / 20 * (0.2 + self._noise(symbol, TICK_STEP_S, index, w)) for w in (b"bs", b"as")]
+        sizes = [volume_base / 20 * (0.2 + self._noise(symbol, self.config.tick_s, index, w)) for w in (b"bs", b"as")]
         return Quote(t=t, bid=bid, bid_size=_round(sizes[0], Decimal("0.0001")), ask=ask,
                      ask_size=_round(sizes[1], Decimal("0.0001")))
 
     def latest_trade(self, symbol: str, mark: Decimal, now: datetime, volume_base: float) -> Trade:
         """The last trade is at the mark (what orders fill at), now."""
-        index = int(utc(now).timestamp()) // TICK_STEP_S
+        index = int(utc(now).timestamp()) // self.config.tick_s
         base = self.trade(symbol, mark, now, index, Decimal("1E-12"), volume_base)
         return Trade(t=_second(now), price=mark, size=base.size, id=index, taker_side=base.taker_side)
 
     def latest_quote(self, symbol: str, mark: Decimal, now: datetime, tick: Decimal, volume_base: float) -> Quote:
-        index = int(utc(now).timestamp()) // TICK_STEP_S
+        index = int(utc(now).timestamp()) // self.config.tick_s
         return self._quote_around(symbol, float(mark), _second(now), index, tick, volume_base)
 
     def book(self, symbol: str, mark: Decimal, now: datetime, depth: int, tick: Decimal, volume_base: float) -> OrderBook:
         top = self.latest_quote(symbol, mark, now, tick, volume_base)
-        index = int(utc(now).timestamp()) // TICK_STEP_S
+        index = int(utc(now).timestamp()) // self.config.tick_s
         bids, asks = [], []
         for level in range(depth):
             step = tick * level * max(1, int(float(mark) * 0.0001 / float(tick)))
@@ -189,12 +192,21 @@ class PricePath:
             asks.append((top.ask + step, _round(sizes[1], Decimal("0.0001"))))
         return OrderBook(t=top.t, bids=tuple(b for b in bids if b[0] > 0), asks=tuple(asks))
 
+    def step(self, symbol: str, mark: Decimal, since: datetime, now: datetime, tick: Decimal) -> Decimal:
+        """The mark moved along the path from ``since`` to ``now`` (the live walk)."""
+        a, b = (int(utc(t).timestamp()) // self.config.tick_s for t in (since, now))
+        if a == b:
+            return mark
+        walk = self._walk(symbol, self.config.tick_s)
+        moved = float(mark) * math.exp(self._sigma(self.config.tick_s) * (walk.at(b) - walk.at(a)))
+        return max(_round(moved, tick), tick)
+
     # -- a page of a series -------------------------------------------------------------------
 
     def page(self, query: SeriesQuery, marks: dict[str, Decimal], now: datetime, tick_of, volume_of) -> Page:
         """One page of ``query`` for the symbols in ``marks`` (others are left out, as Alpaca
         does). The page token is "<symbol index>:<item offset>" into the sorted symbols."""
-        step = query.timeframe.seconds if query.kind is DataKind.BARS else TICK_STEP_S
+        step = query.timeframe.seconds if query.kind is DataKind.BARS else self.config.tick_s
         symbols = sorted(s for s in query.symbols if s in marks)
         first_symbol, offset = _parse_token(query.page_token, len(symbols))
         items: dict[str, list] = {}

@@ -197,3 +197,22 @@ async def test_tightening_is_forwarded_and_audited_and_a_read_only_key_may_not_c
         await read_only.create_watchlist(CALLER, "x", [])
     with pytest.raises(InvalidRequest, match="unknown account configuration"):
         await service.update_account_configurations(CALLER, {"allow_everything": True})
+
+
+async def test_the_live_walk_moves_unpinned_marks_and_leaves_pinned_ones():
+    venue = PaperVenue(seed_marks=True, walk_every_s=0.01, prices=PricePath(PathConfig(daily_volatility=0.5, tick_s=1)))
+    await venue.set_prices({"SPY": Decimal("500")})
+    start = venue.engine.marks()
+    await venue.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 5  # the path steps once a second of wall-clock time
+        while venue.engine.marks()["AAPL"] == start["AAPL"]:
+            assert asyncio.get_running_loop().time() < deadline, "the mark never moved"
+            await asyncio.sleep(0.05)
+    finally:
+        await venue.close()
+    assert venue.engine.marks()["SPY"] == Decimal("500")
+    step = PricePath(PathConfig(daily_volatility=0.5)).step
+    assert step("AAPL", Decimal(190), NOW, NOW + timedelta(seconds=30), Decimal("0.01")) == step(
+        "AAPL", Decimal(190), NOW, NOW + timedelta(seconds=30), Decimal("0.01"))  # deterministic for a seed
+    assert step("AAPL", Decimal(190), NOW, NOW + timedelta(seconds=2), Decimal("0.01")) == Decimal(190)  # within one step

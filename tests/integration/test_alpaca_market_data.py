@@ -57,7 +57,7 @@ from alpaca.trading.requests import (
 from gateway.audit.verify import iter_records
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
-from .support import RunningGateway, start_gateway, store_broker_key
+from .support import BROKER_SECRET, RunningGateway, start_gateway, store_broker_key
 
 OPTION = "AAPL261218C00190000"
 MARKS = {**{symbol: str(price) for symbol, price in DEFAULT_MARKS.items()}, OPTION: "12.5"}
@@ -202,7 +202,7 @@ async def test_bad_data_requests_answer_in_alpacas_shape(gateway):
         got, body, text = await raw(gateway, "GET", path)
         assert got == status, (path, text)
         assert body["code"] == status * 100000 + 10000 and words in body["message"], (path, body)
-        assert gateway.secret not in text
+        assert gateway.secret not in text and BROKER_SECRET not in text
     # Unknown symbols are left out, as Alpaca does.
     got, body, _ = await raw(gateway, "GET", "/v1beta3/crypto/us/latest/trades?symbols=BTC/USD,ZZZ/USD")
     assert got == 200 and set(body["trades"]) == {"BTC/USD"}
@@ -309,7 +309,7 @@ async def test_bad_account_requests(gateway):
     for method, path, body, status, words in cases:
         got, answer, text = await raw(gateway, method, path, json=body)
         assert got == status and answer["code"] == status * 100000 + 10000 and words in answer["message"], (path, text)
-        assert gateway.secret not in text
+        assert gateway.secret not in text and BROKER_SECRET not in text
 
 
 async def _audit(gw: RunningGateway) -> list[dict]:

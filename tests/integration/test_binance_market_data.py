@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import ccxt.async_support as ccxt
 import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.requests import StockLatestTradeRequest
 from binance.error import ClientError
 from binance.um_futures import UMFutures
 
@@ -90,6 +93,11 @@ async def test_ccxt_binanceusdm_market_data(gateway, bot):
         history = await bot.fetch_funding_rate_history(symbol, limit=3)
         assert len(history) == 3 and all(h["fundingRate"] == 0.0001 for h in history)
         assert (await bot.fetch_open_interest(symbol))["openInterestAmount"] == 0
+        # The same gateway's Alpaca data API: a crypto exchange has no stock data, and says so.
+        stocks = StockHistoricalDataClient(gateway.key_id, gateway.secret, url_override=gateway.url)
+        with pytest.raises(APIError) as refused:
+            await asyncio.to_thread(stocks.get_stock_latest_trade, StockLatestTradeRequest(symbol_or_symbols="AAPL"))
+        assert refused.value.status_code == 404 and "ccxt venue does not serve latest trades for us_equity" in str(refused.value)
     else:  # a cash account has no perpetuals: refused, not answered with made-up funding
         with pytest.raises(ccxt.ExchangeError, match="does not serve funding"):
             await bot.fetch_funding_rate(symbol)

@@ -86,6 +86,9 @@ class AddressLimiter:
         bucket.tokens -= cost
 
 
+_DEFAULT_LIMITER = object()
+
+
 class MarketReads:
     """The venue's market data behind a short cache with request coalescing."""
 
@@ -95,13 +98,15 @@ class MarketReads:
         *,
         ttl_s: float = DEFAULT_TTL_S,
         markets_ttl_s: float = MARKETS_TTL_S,
-        limiter: AddressLimiter | None = None,
+        limiter: AddressLimiter | None | object = _DEFAULT_LIMITER,
         monotonic: Callable[[], float] = time.monotonic,
     ):
+        """``limiter``: the per-address budget of unauthenticated requests (None: unlimited, as
+        the paper broker is unless told otherwise)."""
         self.venue = venue
         self.ttl_s = ttl_s
         self.markets_ttl_s = markets_ttl_s
-        self.limiter = limiter or AddressLimiter(monotonic=monotonic)
+        self.limiter = AddressLimiter(monotonic=monotonic) if limiter is _DEFAULT_LIMITER else limiter
         self.monotonic = monotonic
         self.upstream_calls = 0  # venue calls made (metrics; tests assert on it)
         self._cache: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
@@ -136,7 +141,8 @@ class MarketReads:
 
     def admit_public(self, remote: str | None, cost: float = 1.0) -> None:
         """An unauthenticated request from ``remote``; raises RateLimitExceeded past its budget."""
-        self.limiter.take(remote, cost)
+        if self.limiter is not None:
+            self.limiter.take(remote, cost)
 
     def forget(self) -> None:
         """Drop every cached answer (the paper broker after a price change)."""

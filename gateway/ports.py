@@ -476,8 +476,9 @@ class DirectBackend(Backend):
         self.venue = venue
         from .market_data import MarketReads
 
-        # No cache: a paper broker's data must follow a price pinned a moment ago.
-        self.market_reads = MarketReads(venue, ttl_s=0.0)
+        # No cache: a paper broker's data must follow a price pinned a moment ago. No public
+        # budget either: the broker's own rate limit (if configured) is the one that applies.
+        self.market_reads = MarketReads(venue, ttl_s=0.0, limiter=None)
 
     async def get_account(self, caller):
         return await self.venue.get_account()

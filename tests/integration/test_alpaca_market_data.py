@@ -57,7 +57,16 @@ from alpaca.trading.requests import (
 from gateway.audit.verify import iter_records
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
-from .support import BROKER_SECRET, RunningGateway, start_gateway, store_broker_key
+from .support import (
+    BROKER_KEY_ID,
+    BROKER_SECRET,
+    PaperBrokerProcess,
+    RunningGateway,
+    free_port,
+    paper_broker_subprocess,
+    start_gateway,
+    store_broker_key,
+)
 
 OPTION = "AAPL261218C00190000"
 MARKS = {**{symbol: str(price) for symbol, price in DEFAULT_MARKS.items()}, OPTION: "12.5"}
@@ -67,13 +76,22 @@ async def call(fn, *args, **kwargs):
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def broker():
+    """One paper-broker process for the module (starting one takes seconds); each test resets
+    its prices."""
+    port = free_port()
+    with paper_broker_subprocess(port, "--key-id", BROKER_KEY_ID, "--secret", BROKER_SECRET) as process:
+        yield PaperBrokerProcess(f"http://127.0.0.1:{port}", BROKER_KEY_ID, BROKER_SECRET, process)
+
+
 @pytest.fixture(params=["paper", "alpaca"])
 async def gateway(request, gateway_home):
     if request.param == "paper":
         running = await start_gateway(gateway_home, venue="paper")
         await running.gateway.venue.set_prices({OPTION: Decimal("12.5")})
     else:
-        broker = request.getfixturevalue("paper_broker_process")
+        broker = request.getfixturevalue("broker")
         await broker.set_prices(MARKS)
         store_broker_key(gateway_home)
         running = await start_gateway(gateway_home, venue="alpaca", upstream_url=broker.url)
@@ -167,7 +185,7 @@ async def test_prices_follow_a_pinned_mark(gateway, request):
     if gateway.gateway.options.venue == "paper":
         await gateway.gateway.venue.set_prices({"AAPL": Decimal("200")})
     else:
-        await request.getfixturevalue("paper_broker_process").set_prices({"AAPL": "200"})
+        await request.getfixturevalue("broker").set_prices({"AAPL": "200"})
     deadline = asyncio.get_running_loop().time() + 5
     while True:  # the gateway caches data answers for a second
         latest = await call(stocks.get_stock_latest_trade, StockLatestTradeRequest(symbol_or_symbols="AAPL"))
@@ -287,8 +305,9 @@ async def test_activities_list_the_fills(gateway):
     tc = TradingClient(gateway.key_id, gateway.secret, paper=True, url_override=gateway.url)
     order = await call(tc.submit_order, MarketOrderRequest(symbol="SPY", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
     status, body, _ = await raw(gateway, "GET", "/v2/account/activities/FILL")
-    assert status == 200 and [a["order_id"] for a in body] == [str(order.id)]
+    assert status == 200 and body[0]["order_id"] == str(order.id)  # newest first
     assert body[0]["activity_type"] == "FILL" and body[0]["price"] == "500" and body[0]["qty"] == "1"
+    assert all(a["activity_type"] == "FILL" for a in body)
 
 
 async def test_bad_account_requests(gateway):

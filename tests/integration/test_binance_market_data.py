@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -31,22 +32,27 @@ from .support import RunningGateway, start_gateway
 from .test_binance_paper_broker import binance_client, broker_process
 
 
+@pytest.fixture(scope="module")
+def broker():
+    """One futures paper-broker process for the module (starting one takes seconds)."""
+    with broker_process() as running:
+        yield running
+
+
 @pytest.fixture(params=["paper", "ccxt"])
 async def gateway(request, gateway_home):
     if request.param == "paper":
         running = await start_gateway(gateway_home, venue="paper")
         running.symbol, running.wire = "BTC/USD:USD", "BTCUSD"
-        yield running
-        await running.gateway.stop()
-        return
-    with broker_process() as broker:
+    else:
+        broker = request.getfixturevalue("broker")
         BrokerKeys(Vault.open(Home.at(gateway_home.home))).set("ccxt", broker.key, broker.secret)
         running = await start_gateway(gateway_home, venue="ccxt", upstream_url=broker.url)
         running.symbol, running.wire = "BTC/USDT:USDT", "BTCUSDT"
-        try:
-            yield running
-        finally:
-            await running.gateway.stop()
+    try:
+        yield running
+    finally:
+        await running.gateway.stop()
 
 
 @pytest.fixture
@@ -151,11 +157,12 @@ async def test_binance_futures_connector(gateway):
         assert client.get_multi_asset_mode() == {"multiAssetsMargin": False}
         assert client.get_position_mode() == {"dualSidePosition": False}
         assert client.commission_rate(wire)["takerCommissionRate"] == "0"
-        assert client.get_account_trades(wire) == []
+        assert all(t["symbol"] == wire for t in client.get_account_trades(wire))
         if futures(gateway):
             assert client.mark_price(wire)["markPrice"] == "60000"
             assert len(client.funding_rate(wire, limit=2)) == 2
-            assert client.open_interest(wire)["openInterest"] == "0"
+            held = sum(abs(Decimal(p["positionAmt"])) for p in client.get_position_risk(symbol=wire))
+            assert Decimal(client.open_interest(wire)["openInterest"]) == held  # the paper account is the market
             assert client.get_income_history(incomeType="FUNDING_FEE") == []
         else:
             try:

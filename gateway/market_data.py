@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from .errors import Forbidden, InvalidRequest, NotFound
+from .errors import Forbidden, InvalidRequest
 from .market import Bar, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
 from .model import AssetClass, Caller
 

@@ -19,13 +19,13 @@ from ..errors import Forbidden, InvalidRequest, NotFound
 from ..model import utcnow
 from ..wire import alpaca as wire
 from ..wire import alpaca_account as account_wire
-from ..wire.alpaca_data import dumps
 from . import alpaca as dialect
+from . import plumbing
 
 
 def _json(body) -> web.Response:
     """JSON whose numbers may be Decimals (a broker's answer passed on keeps its digits)."""
-    return web.Response(body=dumps(body), content_type="application/json")
+    return plumbing.exact_json_response(body)
 
 
 def _backend(request: web.Request):

@@ -21,12 +21,13 @@ from ..ports import Authenticator, Backend
 from ..wire import alpaca as wire
 from ..wire import alpaca_data as data
 from . import alpaca as dialect
+from . import plumbing
 
 STOCKS, CRYPTO, OPTIONS = AssetClass.US_EQUITY, AssetClass.CRYPTO, AssetClass.US_OPTION
 
 
 def _respond(body) -> web.Response:
-    return web.Response(body=data.dumps(body), content_type="application/json")
+    return plumbing.exact_json_response(body)
 
 
 def _reads(request: web.Request):

@@ -2,8 +2,8 @@
 directions: query parameters into ``SeriesQuery``, the internal market model into Alpaca's JSON,
 and Alpaca's JSON back into the model (the Alpaca venue reads its upstream's answers with it).
 
-Market data carries prices as JSON numbers (the trading API uses strings). ``dumps`` writes each
-Decimal's exact text as the number, so no price passes through a float on the way out.
+Market data carries prices as JSON numbers (the trading API uses strings); the dialect writes
+them with ``wire.exact_json``, so no price passes through a float on the way out.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-import orjson
 
 from ..errors import InvalidRequest, UpstreamUnavailable
 from ..market import (
@@ -46,47 +44,6 @@ _UNITS = {
     "week": TimeUnit.WEEK, "w": TimeUnit.WEEK,
     "month": TimeUnit.MONTH, "m": TimeUnit.MONTH,
 }
-
-
-# ---------------------------------------------------------------------------------------
-# JSON with exact numbers
-
-
-def dumps(data: Any) -> bytes:
-    """JSON text where every Decimal is written as a number with its exact digits."""
-    parts: list[str] = []
-    _write(data, parts)
-    return "".join(parts).encode()
-
-
-def _write(value: Any, out: list[str]) -> None:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("a market-data number must be finite")
-        out.append(_number(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            if i:
-                out.append(",")
-            out.append(orjson.dumps(str(key)).decode())
-            out.append(":")
-            _write(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _write(item, out)
-        out.append("]")
-    else:
-        out.append(orjson.dumps(value).decode())
-
-
-def _number(value: Decimal) -> str:
-    text = format(value, "f")
-    return text if text not in ("-0",) else "0"
 
 
 # ---------------------------------------------------------------------------------------

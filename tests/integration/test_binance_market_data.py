@@ -28,7 +28,7 @@ from gateway.keys.broker import BrokerKeys
 from gateway.keys.vault import Vault
 from gateway.market_data import AddressLimiter, MarketReads
 
-from .support import RunningGateway, start_gateway
+from .support import start_gateway
 from .test_binance_paper_broker import binance_client, broker_process
 
 

@@ -216,3 +216,22 @@ async def test_the_live_walk_moves_unpinned_marks_and_leaves_pinned_ones():
     assert step("AAPL", Decimal(190), NOW, NOW + timedelta(seconds=30), Decimal("0.01")) == step(
         "AAPL", Decimal(190), NOW, NOW + timedelta(seconds=30), Decimal("0.01"))  # deterministic for a seed
     assert step("AAPL", Decimal(190), NOW, NOW + timedelta(seconds=2), Decimal("0.01")) == Decimal(190)  # within one step
+
+
+def test_pages_run_across_symbols_in_order_and_leave_out_unknown_ones():
+    path = PricePath()
+    marks = {"AAPL": Decimal(190), "MSFT": Decimal(420)}
+    query = SeriesQuery(DataKind.BARS, AssetClass.US_EQUITY, ("MSFT", "ZZZZ", "AAPL"), NOW - timedelta(minutes=30), NOW,
+                        limit=25)
+    pages, token = [], None
+    while True:
+        q = SeriesQuery(query.kind, query.asset_class, query.symbols, query.start, query.end, limit=25, page_token=token)
+        page = path.page(q, marks, NOW, lambda s: Decimal("0.01"), lambda s: 1000.0)
+        pages.append(page)
+        token = page.next_page_token
+        if token is None:
+            break
+    assert [sorted(p.items) for p in pages] == [["AAPL"], ["AAPL", "MSFT"], ["MSFT"]]
+    aapl = [b for p in pages for b in p.items.get("AAPL", [])]
+    msft = [b for p in pages for b in p.items.get("MSFT", [])]
+    assert len(aapl) == len(msft) == 30 and aapl[-1].close == 190 and msft[-1].close == 420

@@ -249,10 +249,16 @@ class AccountService:
     """``AccountReads`` of the venue, with the writes judged (scope, configuration policy) and the
     allowed ones audited."""
 
-    def __init__(self, venue, *, audit=None, scopes: Callable[[str], frozenset[str]] | None = None):
+    def __init__(
+        self, venue, *, audit=None, scopes: Callable[[str], frozenset[str]] | None = None, judge: bool = True
+    ):
+        """``judge=False`` is the broker itself (the paper broker): every change is applied, as
+        Alpaca applies its owner's. Judged, a change that is allowed must be recorded first, so
+        without an ``audit`` log no change is made at all (fail closed)."""
         self.venue = venue
         self.audit = audit
         self.scopes = scopes
+        self.judge = judge
 
     def __getattr__(self, name: str):
         # Plain reads pass straight through to the venue's AccountReads.
@@ -275,6 +281,10 @@ class AccountService:
         unknown = sorted(set(changes) - CONFIGURATION_FIELDS)
         if unknown:
             raise InvalidRequest(f"unknown account configuration {unknown[0][:64]}")
+        if not self.judge:
+            return await self.venue.update_account_configurations(changes)
+        if self.audit is None:
+            raise Forbidden("account configuration changes are refused: the gateway has no audit log to record them")
         current = await self.venue.account_configurations()
         changed = {name: value for name, value in changes.items() if current.get(name) != value}
         for name in PROTECTED_CONFIGURATIONS:

@@ -474,11 +474,13 @@ class DirectBackend(Backend):
 
     def __init__(self, venue: Venue):
         self.venue = venue
-        from .market_data import MarketReads
+        from .market_data import AccountService, MarketReads
 
         # No cache: a paper broker's data must follow a price pinned a moment ago. No public
         # budget either: the broker's own rate limit (if configured) is the one that applies.
         self.market_reads = MarketReads(venue, ttl_s=0.0, limiter=None)
+        # The broker applies its owner's configuration changes (the gateway judges its bots' ones).
+        self.account_service = AccountService(venue, judge=False)
 
     async def get_account(self, caller):
         return await self.venue.get_account()

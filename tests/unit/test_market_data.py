@@ -235,3 +235,13 @@ def test_pages_run_across_symbols_in_order_and_leave_out_unknown_ones():
     aapl = [b for p in pages for b in p.items.get("AAPL", [])]
     msft = [b for p in pages for b in p.items.get("MSFT", [])]
     assert len(aapl) == len(msft) == 30 and aapl[-1].close == 190 and msft[-1].close == 420
+
+
+async def test_without_an_audit_log_no_change_is_made_and_the_broker_itself_applies_every_change():
+    venue = PaperVenue()
+    with pytest.raises(Forbidden, match="no audit log"):
+        await AccountService(venue).update_account_configurations(CALLER, {"no_shorting": True})
+    assert (await venue.account_configurations())["no_shorting"] is False
+    broker = AccountService(venue, judge=False)  # the paper broker: its owner may loosen too
+    await broker.update_account_configurations(CALLER, {"suspend_trade": True})
+    assert (await broker.update_account_configurations(CALLER, {"suspend_trade": False}))["suspend_trade"] is False

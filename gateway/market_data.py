@@ -4,8 +4,8 @@
 - identical requests in flight are coalesced into one venue call, and answers are kept for a
   short TTL, so a hundred bots polling the same ticker cost one upstream call per TTL;
 - callers that are not authenticated (Binance's public endpoints) are rate-limited per source
-  address (``admit``), and dialects answer them only for symbols the venue lists (``markets``), so
-  no stranger can make the gateway spend the account's budget.
+  address (``admit_public``, in request weight), and dialects answer them only for symbols the
+  venue lists, so no stranger can make the gateway spend the account's budget.
 
 ``AccountService`` serves ``AccountReads`` and judges the few writes in it: an account-configuration
 change that would loosen a broker protection is refused (a policy decision, not a bot's), a
@@ -34,9 +34,9 @@ from .model import AssetClass, Caller
 log = logging.getLogger("gateway.market_data")
 
 DEFAULT_TTL_S = 1.0
-MARKETS_TTL_S = 30.0
 MAX_CACHE_ENTRIES = 4096
-PUBLIC_LIMIT_PER_MIN = 1200  # requests per source address per minute (Binance allows 2,400 weight)
+MAX_CACHED_ITEMS = 2000  # a larger answer (a page of history) is coalesced but not kept
+PUBLIC_LIMIT_PER_MIN = 1200  # request weight per source address per minute (half Binance's 2,400)
 PUBLIC_BURST = 200
 MAX_TRACKED_ADDRESSES = 10_000
 
@@ -89,6 +89,15 @@ class AddressLimiter:
 _DEFAULT_LIMITER = object()
 
 
+def _size(value: Any) -> int:
+    """Items in an answer: a page's series, or the entries of a mapping or list."""
+    if isinstance(value, Page):
+        return sum(len(items) for items in value.items.values())
+    if isinstance(value, (dict, list, tuple)):
+        return len(value)
+    return 1
+
+
 class MarketReads:
     """The venue's market data behind a short cache with request coalescing."""
 
@@ -97,7 +106,6 @@ class MarketReads:
         venue,
         *,
         ttl_s: float = DEFAULT_TTL_S,
-        markets_ttl_s: float = MARKETS_TTL_S,
         limiter: AddressLimiter | None | object = _DEFAULT_LIMITER,
         monotonic: Callable[[], float] = time.monotonic,
     ):
@@ -105,7 +113,6 @@ class MarketReads:
         the paper broker is unless told otherwise)."""
         self.venue = venue
         self.ttl_s = ttl_s
-        self.markets_ttl_s = markets_ttl_s
         self.limiter = AddressLimiter(monotonic=monotonic) if limiter is _DEFAULT_LIMITER else limiter
         self.monotonic = monotonic
         self.upstream_calls = 0  # venue calls made (metrics; tests assert on it)
@@ -132,8 +139,13 @@ class MarketReads:
     async def _fetch(self, key: tuple, fetch: Callable[[], Awaitable[Any]], ttl: float) -> Any:
         self.upstream_calls += 1
         value = await fetch()
-        if ttl > 0:
-            self._cache[key] = (self.monotonic(), value)
+        if ttl > 0 and _size(value) <= MAX_CACHED_ITEMS:
+            now = self.monotonic()
+            # Entries are kept in insertion order: drop the expired ones from the front, so a bot
+            # paging through history does not leave its pages behind in memory.
+            while self._cache and now - next(iter(self._cache.values()))[0] > self.ttl_s:
+                self._cache.popitem(last=False)
+            self._cache[key] = (now, value)
             self._cache.move_to_end(key)
             while len(self._cache) > MAX_CACHE_ENTRIES:
                 self._cache.popitem(last=False)
@@ -144,22 +156,7 @@ class MarketReads:
         if self.limiter is not None:
             self.limiter.take(remote, cost)
 
-    def forget(self) -> None:
-        """Drop every cached answer (the paper broker after a price change)."""
-        self._cache.clear()
-
     # -- the port, cached -------------------------------------------------------------------
-
-    async def markets(self) -> list:
-        """Every market the venue lists (cached longer; an empty list is not kept)."""
-        key = ("markets",)
-        hit = self._cache.get(key)
-        if hit is not None and self.monotonic() - hit[0] <= self.markets_ttl_s:
-            return hit[1]
-        markets = await self.cached(("markets-fetch",), self.venue.list_markets, ttl_s=0.0)
-        if markets:
-            self._cache[key] = (self.monotonic(), markets)
-        return markets
 
     async def series(self, query: SeriesQuery) -> Page:
         return await self.cached(query.cache_key, lambda: self.venue.series(query))
@@ -194,9 +191,6 @@ class MarketReads:
 
     async def open_interest(self, symbol: str) -> Decimal:
         return await self.cached(("open-interest", symbol), lambda: self.venue.open_interest(symbol))
-
-    async def latest_price(self, symbol: str, asset_class: AssetClass) -> Decimal:
-        return await self.cached(("price", symbol), lambda: self.venue.latest_price(symbol, asset_class))
 
 
 # ---------------------------------------------------------------------------------------

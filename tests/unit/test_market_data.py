@@ -245,3 +245,17 @@ async def test_without_an_audit_log_no_change_is_made_and_the_broker_itself_appl
     broker = AccountService(venue, judge=False)  # the paper broker: its owner may loosen too
     await broker.update_account_configurations(CALLER, {"suspend_trade": True})
     assert (await broker.update_account_configurations(CALLER, {"suspend_trade": False}))["suspend_trade"] is False
+
+
+async def test_large_pages_are_not_kept_and_expired_answers_are_dropped():
+    clock = [0.0]
+    reads = MarketReads(PaperVenue(seed_marks=True), ttl_s=1.0, monotonic=lambda: clock[0])
+    end = datetime.now(timezone.utc)
+    big = SeriesQuery(DataKind.BARS, AssetClass.US_EQUITY, ("AAPL",), end - timedelta(days=3), end, limit=5000)
+    await reads.series(big)
+    await reads.series(big)
+    assert reads.upstream_calls == 2  # 5,000 bars: coalesced while in flight, never kept
+    await reads.latest_trades(AssetClass.US_EQUITY, ["AAPL"])
+    clock[0] = 5.0
+    await reads.latest_trades(AssetClass.US_EQUITY, ["MSFT"])
+    assert len(reads._cache) == 1  # the expired AAPL answer went when the MSFT one came in

@@ -93,15 +93,20 @@ class VenueCapabilities:
 EventSink = Callable[[VenueEvent], None]
 
 
-class MarketData:
-    """The market-data port: what a venue can tell about prices (read-only; nothing here may
-    change the account). Every method refuses (``NotServed``) unless the venue overrides it, so
-    a venue that cannot answer says so instead of answering empty."""
+class _Refuses:
+    """Ports whose methods a venue may leave out: the default refuses loudly (``NotServed``, a
+    404 in the bot's wire format), never an empty answer."""
 
     name: str = "venue"
 
     def _not_served(self, what: str) -> NotServed:
         return NotServed(f"the {self.name} venue does not serve {what}")
+
+
+class MarketData(_Refuses):
+    """The market-data port: what a venue can tell about prices (read-only; nothing here may
+    change the account). Every method refuses (``NotServed``) unless the venue overrides it, so
+    a venue that cannot answer says so instead of answering empty."""
 
     async def series(self, query: SeriesQuery) -> Page:
         """Historical bars, trades or quotes (one page)."""
@@ -178,17 +183,12 @@ class Watchlist:
     updated_at: datetime
 
 
-class AccountReads:
+class AccountReads(_Refuses):
     """The broker-account calls bots make at startup or for reporting, besides trading: asset
     lists, calendar, account configuration, activities, portfolio history, watchlists, option
     contracts, corporate actions, fills. Each refuses (``NotServed``) unless the venue has it.
     Answers whose shape is the broker's own (configurations, activities, portfolio history,
     option contracts, announcements) are JSON objects in Alpaca's wire shape."""
-
-    name: str = "venue"
-
-    def _not_served(self, what: str) -> NotServed:
-        return NotServed(f"the {self.name} venue does not serve {what}")
 
     async def list_assets(self, asset_class: AssetClass | None = None) -> list[Asset]:
         raise self._not_served("asset lists")

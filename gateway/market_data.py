@@ -183,6 +183,10 @@ class MarketReads:
     async def funding_rate(self, symbol: str) -> FundingRate:
         return await self.cached(("funding", symbol), lambda: self.venue.funding_rate(symbol))
 
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        symbols = tuple(symbols)
+        return await self.cached(("fundings", symbols), lambda: self.venue.funding_rates(symbols))
+
     async def funding_history(
         self, symbol: str, start: datetime | None, end: datetime | None, limit: int
     ) -> list[FundingRate]:

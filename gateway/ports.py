@@ -131,6 +131,11 @@ class MarketData(_Refuses):
     async def funding_rate(self, symbol: str) -> FundingRate:
         raise self._not_served("funding rates")
 
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        """Several symbols' funding at once; a venue with a batch call overrides this, so one
+        request for every symbol costs one upstream call, not one per symbol."""
+        return [await self.funding_rate(symbol) for symbol in symbols]
+
     async def funding_history(self, symbol: str, start: datetime | None, end: datetime | None, limit: int) -> list[FundingRate]:
         raise self._not_served("funding rate history")
 

@@ -17,7 +17,6 @@ Routes are added to the ``/fapi`` app by ``add_routes``; ``mount_other_apis`` ad
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 from collections.abc import Callable
@@ -253,7 +252,7 @@ async def book_ticker(request: web.Request) -> web.Response:
 async def premium_index(request: web.Request) -> web.Response:
     symbols, single = await _symbols(request)
     reads = _reads(request)
-    funding = await asyncio.gather(*(reads.funding_rate(s) for s in symbols))
+    funding = [await reads.funding_rate(symbols[0])] if single else await reads.funding_rates(symbols)
     return dialect.json_response(_one_or_all([market_wire.premium_index_to_wire(f) for f in funding], single))
 
 

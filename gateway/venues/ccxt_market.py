@@ -215,6 +215,12 @@ class CcxtMarketData:
         raw = await self._call(exchange.fetch_funding_rate, self._market(symbol)["symbol"])
         return self._funding(symbol, raw)
 
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        exchange = await self._ready()
+        known = self._known(symbols)
+        raw = await self._call(exchange.fetch_funding_rates, list(known.values())) if known else {}
+        return [self._funding(s, raw[c]) for s, c in known.items() if isinstance(raw, dict) and isinstance(raw.get(c), dict)]
+
     async def funding_history(self, symbol: str, start: datetime | None, end: datetime | None, limit: int) -> list[FundingRate]:
         exchange = await self._ready()
         rows = await self._call(exchange.fetch_funding_rate_history, self._market(symbol)["symbol"], _ms(start), limit)

@@ -184,7 +184,8 @@ class VenueCalls:
 
     def __init__(self, monkeypatch, venue):
         self.calls: list[str] = []
-        for name in ("latest_trades", "latest_quotes", "snapshots", "series", "order_book", "funding_rate", "latest_price"):
+        for name in ("latest_trades", "latest_quotes", "snapshots", "series", "order_book", "funding_rate", "funding_rates",
+                     "latest_price"):
             real = getattr(venue, name)
 
             async def counted(*args, _real=real, _name=name, **kwargs):
@@ -273,3 +274,14 @@ async def test_bad_market_data_requests_answer_in_binances_shape(gateway):
         assert gateway.secret not in str(body)
     status, body, _ = await get(gateway, "/fapi/v1/userTrades?symbol=" + w)  # signed: no key, refused
     assert status == 401 and body["code"] == -2014
+
+
+async def test_premium_index_for_every_symbol_is_one_venue_call(gateway, monkeypatch):
+    if not futures(gateway):
+        status, body, _ = await get(gateway, "/fapi/v1/premiumIndex")
+        assert status == 400 and body["code"] == -5000  # a cash venue: no perpetuals, said once
+        return
+    calls = VenueCalls(monkeypatch, gateway.gateway.venue)
+    status, body, _ = await get(gateway, "/fapi/v1/premiumIndex")
+    assert status == 200 and {row["symbol"] for row in body} >= {"BTCUSDT", "ETHUSDT"} and len(body) >= 5
+    assert calls.calls == ["funding_rates"]

@@ -17,9 +17,9 @@ Alpaca: besides Alpaca's trading API it serves:
 
 - the ``trade_updates`` stream at ``/stream`` (``gateway.dialects.alpaca_stream``);
 - ``POST /_paper/prices`` ``{"SYMBOL": price}``: moves marks (tests trigger stops and losses);
-- Alpaca's latest-trade market-data endpoints, so ``AlpacaVenue.latest_price`` works against it:
-  ``/v2/stocks/{symbol}/trades/latest``, ``/v1beta3/crypto/us/latest/trades?symbols=``,
-  ``/v1beta1/options/trades/latest?symbols=``;
+- Alpaca's market-data API (``/v2/stocks``, ``/v1beta3/crypto/us``, ``/v1beta1/options``: bars,
+  trades, quotes, snapshots, latest*, crypto order books) from the venue's seeded price path, so
+  ``AlpacaVenue`` and bots' data clients work against it;
 - ``GET /health`` (no credentials).
 
 Run from the command line, the Alpaca broker refuses what Alpaca refuses (a sell of shares an open
@@ -41,14 +41,13 @@ import hmac
 import logging
 from decimal import Decimal
 
-import orjson
 from aiohttp import web
 
 from .dialects import alpaca as dialect
-from .dialects import alpaca_stream, binance_user_stream
+from .dialects import alpaca_data, alpaca_stream, binance_user_stream
 from .dialects import binance_futures as binance
-from .errors import InvalidRequest, NotFound, Unauthorized
-from .model import AssetClass, Caller, utcnow
+from .errors import InvalidRequest, Unauthorized
+from .model import Caller
 from .numbers import MAX_PRICE, fmt, parse_decimal
 from .paper_traffic import (
     DATA_METER,
@@ -117,15 +116,13 @@ def build_paper_broker_app(
     app[VENUE] = venue
     app[METER] = meter
     app[DATA_METER] = data_meter
-    trading = dialect.alpaca_app(DirectBackend(venue), auth)
-    trading.router.add_get("/stocks/{symbol}/trades/latest", stock_latest_trade)
-    app.add_subapp("/v2", trading)
-    app.router.add_get("/stream", alpaca_stream.trade_updates_handler(DirectBackend(venue), auth))
+    backend = DirectBackend(venue)
+    app.add_subapp("/v2", dialect.alpaca_app(backend, auth))  # trading and the stock data API
+    alpaca_data.mount_data(app, backend, auth)  # crypto and options data
+    app.router.add_get("/stream", alpaca_stream.trade_updates_handler(backend, auth))
     app.router.add_get("/health", health)
     app.router.add_post("/_paper/prices", set_prices)
     app.router.add_get("/_paper/stats", alpaca_stats)
-    app.router.add_get("/v1beta3/crypto/us/latest/trades", crypto_latest_trades)
-    app.router.add_get("/v1beta1/options/trades/latest", option_latest_trades)
     app.on_startup.append(_start_venue)
     app.on_cleanup.append(_close_venue)
     return app
@@ -218,55 +215,6 @@ async def set_prices(request: web.Request) -> web.Response:
         prices[symbol] = parse_decimal(value, f"price for {symbol}", maximum=MAX_PRICE)
     await request.config_dict[VENUE].set_prices(prices)
     return dialect.json_response({symbol: fmt(price) for symbol, price in prices.items()})
-
-
-def _json_object(members: dict[str, str]) -> str:
-    """A JSON object from members whose values are already JSON text."""
-    return "{" + ",".join(f"{_json_str(key)}:{value}" for key, value in members.items()) + "}"
-
-
-def _json_str(value: str | None) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _trade_json(price: Decimal) -> str:
-    """One trade in Alpaca's market-data shape. Market data carries prices as JSON numbers; the
-    number is written from the Decimal's exact text, since a float could round it."""
-    return _json_object({"t": _json_str(wire.iso(utcnow())), "p": fmt(price), "s": "0", "i": "0"})
-
-
-def _market_data(members: dict[str, str]) -> web.Response:
-    return web.Response(text=_json_object(members), content_type="application/json")
-
-
-async def stock_latest_trade(request: web.Request) -> web.Response:
-    symbol, asset_class = wire.parse_symbol(request.match_info["symbol"], "symbol")
-    if asset_class is not AssetClass.US_EQUITY:
-        raise NotFound(f"{symbol} is not a stock")
-    price = await request.config_dict[VENUE].latest_price(symbol, asset_class)
-    return _market_data({"symbol": _json_str(symbol), "trade": _trade_json(price)})
-
-
-async def _latest_trades(request: web.Request, wanted: AssetClass) -> web.Response:
-    """Trades for each known symbol; unknown ones are left out, as Alpaca does."""
-    venue = request.config_dict[VENUE]
-    trades = {}
-    for symbol in dialect.query_symbols(request.query):
-        if wire.parse_symbol(symbol)[1] is not wanted:
-            continue
-        try:
-            trades[symbol] = _trade_json(await venue.latest_price(symbol, wanted))
-        except NotFound:
-            continue
-    return _market_data({"trades": _json_object(trades)})
-
-
-async def crypto_latest_trades(request: web.Request) -> web.Response:
-    return await _latest_trades(request, AssetClass.CRYPTO)
-
-
-async def option_latest_trades(request: web.Request) -> web.Response:
-    return await _latest_trades(request, AssetClass.US_OPTION)
 
 
 async def run_paper_broker(

@@ -12,14 +12,16 @@ Errors are ``gateway.errors`` exceptions; venues translate their upstream's erro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import logging
 
 from .errors import OrderRejected, UpstreamUnavailable
+from .market import Bar, FundingRate, NotServed, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
 from .model import (
     Account,
     Asset,
@@ -33,8 +35,12 @@ from .model import (
     OrderQuery,
     OrderReplace,
     Position,
+    Side,
     VenueEvent,
 )
+
+if TYPE_CHECKING:
+    from .market_data import AccountService, MarketReads
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +109,176 @@ EventSink = Callable[[VenueEvent], None]
 Unsubscribe = Callable[[], None]
 
 
-class Venue(ABC):
+class _Refuses:
+    """Ports whose methods a venue may leave out: the default refuses loudly (``NotServed``, a
+    404 in the bot's wire format), never an empty answer."""
+
+    name: str = "venue"
+
+    def _not_served(self, what: str) -> NotServed:
+        return NotServed(f"the {self.name} venue does not serve {what}")
+
+
+class MarketData(_Refuses):
+    """The market-data port: what a venue can tell about prices (read-only; nothing here may
+    change the account). Every method refuses (``NotServed``) unless the venue overrides it, so
+    a venue that cannot answer says so instead of answering empty."""
+
+    async def series(self, query: SeriesQuery) -> Page:
+        """Historical bars, trades or quotes (one page)."""
+        raise self._not_served(f"historical {query.kind.value} for {query.asset_class.value}")
+
+    async def latest_trades(self, asset_class: AssetClass, symbols: Sequence[str]) -> dict[str, Trade]:
+        """Symbols the venue does not know are left out of the answer (Alpaca does the same)."""
+        raise self._not_served(f"latest trades for {asset_class.value}")
+
+    async def latest_quotes(self, asset_class: AssetClass, symbols: Sequence[str]) -> dict[str, Quote]:
+        raise self._not_served(f"latest quotes for {asset_class.value}")
+
+    async def latest_bars(self, asset_class: AssetClass, symbols: Sequence[str]) -> dict[str, Bar]:
+        raise self._not_served(f"latest bars for {asset_class.value}")
+
+    async def snapshots(self, asset_class: AssetClass, symbols: Sequence[str]) -> dict[str, Snapshot]:
+        raise self._not_served(f"snapshots for {asset_class.value}")
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBook:
+        raise self._not_served("order books")
+
+    async def funding_rate(self, symbol: str) -> FundingRate:
+        raise self._not_served("funding rates")
+
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        """Several symbols' funding at once; a venue with a batch call overrides this, so one
+        request for every symbol costs one upstream call, not one per symbol."""
+        return [await self.funding_rate(symbol) for symbol in symbols]
+
+    async def funding_history(self, symbol: str, start: datetime | None, end: datetime | None, limit: int) -> list[FundingRate]:
+        raise self._not_served("funding rate history")
+
+    async def open_interest(self, symbol: str) -> Decimal:
+        raise self._not_served("open interest")
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one of the account's orders (Binance userTrades)."""
+
+    id: str
+    order_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    realized_pnl: Decimal
+    t: datetime
+    maker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Income:
+    """One entry of the account's income history (realized PnL, commission, funding fee)."""
+
+    symbol: str
+    kind: str  # Binance's incomeType: REALIZED_PNL, COMMISSION, FUNDING_FEE, ...
+    amount: Decimal  # signed: a fee paid is negative
+    asset: str
+    t: datetime
+    trade_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarDay:
+    date: date
+    open: str  # "09:30", exchange local time (America/New_York), as Alpaca writes it
+    close: str
+
+
+@dataclass(frozen=True, slots=True)
+class Watchlist:
+    id: str
+    name: str
+    symbols: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountReads(_Refuses):
+    """The broker-account calls bots make at startup or for reporting, besides trading: asset
+    lists, calendar, account configuration, activities, portfolio history, watchlists, option
+    contracts, corporate actions, fills. Each refuses (``NotServed``) unless the venue has it.
+    Answers whose shape is the broker's own (configurations, activities, portfolio history,
+    option contracts, announcements) are JSON objects in Alpaca's wire shape."""
+
+    async def list_assets(self, asset_class: AssetClass | None = None) -> list[Asset]:
+        raise self._not_served("asset lists")
+
+    async def calendar(self, start: date, end: date) -> list[CalendarDay]:
+        raise self._not_served("the market calendar")
+
+    async def account_configurations(self) -> dict[str, Any]:
+        raise self._not_served("account configurations")
+
+    async def update_account_configurations(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        raise self._not_served("account configurations")
+
+    async def account_activities(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        raise self._not_served("account activities")
+
+    async def portfolio_history(self, params: Mapping[str, str]) -> dict[str, Any]:
+        raise self._not_served("portfolio history")
+
+    async def list_watchlists(self) -> list[Watchlist]:
+        raise self._not_served("watchlists")
+
+    async def get_watchlist(self, watchlist_id: str) -> Watchlist:
+        raise self._not_served("watchlists")
+
+    async def create_watchlist(self, name: str, symbols: Sequence[str]) -> Watchlist:
+        raise self._not_served("watchlists")
+
+    async def update_watchlist(self, watchlist_id: str, name: str | None, symbols: Sequence[str] | None) -> Watchlist:
+        raise self._not_served("watchlists")
+
+    async def delete_watchlist(self, watchlist_id: str) -> None:
+        raise self._not_served("watchlists")
+
+    async def option_contracts(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``{"option_contracts": [...], "next_page_token": ...}``"""
+        raise self._not_served("option contracts")
+
+    async def option_contract(self, symbol_or_id: str) -> dict[str, Any]:
+        raise self._not_served("option contracts")
+
+    async def corporate_announcements(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        raise self._not_served("corporate actions")
+
+    async def fills(self, symbol: str | None, start: datetime | None, end: datetime | None, limit: int) -> list[Fill]:
+        """The account's executions, oldest first (``symbol`` None: every symbol)."""
+        raise self._not_served("the account's trades")
+
+    async def income(
+        self, symbol: str | None, kind: str | None, start: datetime | None, end: datetime | None, limit: int
+    ) -> list[Income]:
+        """Binance's income history. By default realized PnL and commissions from ``fills``; a
+        venue that knows its funding payments overrides it."""
+        if kind not in (None, "REALIZED_PNL", "COMMISSION"):
+            raise self._not_served(f"{kind} income")
+        rows: list[Income] = []
+        for fill in await self.fills(symbol, start, end, 1000):
+            if kind in (None, "REALIZED_PNL") and fill.realized_pnl:
+                rows.append(Income(fill.symbol, "REALIZED_PNL", fill.realized_pnl, fill.commission_asset, fill.t, fill.id))
+            if kind in (None, "COMMISSION") and fill.commission:
+                rows.append(Income(fill.symbol, "COMMISSION", -fill.commission, fill.commission_asset, fill.t, fill.id))
+        return rows[-limit:]
+
+    async def commission_rate(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(maker, taker) as fractions."""
+        raise self._not_served("commission rates")
+
+
+class Venue(MarketData, AccountReads, ABC):
     """One upstream trading account."""
 
     name: str = "venue"
@@ -311,6 +486,37 @@ class Backend(ABC):
         venue = getattr(self, "venue", None)
         return await venue.list_markets() if isinstance(venue, Venue) else []
 
+    # Market data and the broker account's other calls. A backend in front of one venue serves
+    # them through one shared service each (cache, coalescing, per-address limits; configuration
+    # policy and audit), built on first use unless the owner assigns its own in ``__init__``:
+    # ``self.market_reads = MarketReads(venue)``, ``self.account_service = AccountService(...)``.
+
+    def market_data(self) -> "MarketReads":
+        reads = self.__dict__.get("market_reads")
+        if reads is None:
+            from .market_data import MarketReads
+
+            reads = self.__dict__["market_reads"] = MarketReads(self._the_venue())
+        return reads
+
+    def account(self) -> "AccountService":
+        service = self.__dict__.get("account_service")
+        if service is None:
+            from .market_data import AccountService
+
+            service = self.__dict__["account_service"] = AccountService(
+                self._the_venue(),
+                audit=getattr(self, "audit", None),
+                scopes=getattr(self, "scopes", None),
+            )
+        return service
+
+    def _the_venue(self) -> Venue:
+        venue = getattr(self, "venue", None)
+        if not isinstance(venue, Venue):
+            raise NotServed("this backend has no venue to read market data from")
+        return venue
+
     async def leverage_limit(self, caller: Caller, symbol: str) -> Decimal | None:
         """The highest leverage this caller may set for ``symbol`` (None: no limit besides the
         venue's). Dialects advertise it (Binance leverageBracket), so a bot that reads "the
@@ -338,6 +544,13 @@ class DirectBackend(Backend):
 
     def __init__(self, venue: Venue):
         self.venue = venue
+        from .market_data import AccountService, MarketReads
+
+        # No cache: a paper broker's data must follow a price pinned a moment ago. No public
+        # budget either: the broker's own rate limit (if configured) is the one that applies.
+        self.market_reads = MarketReads(venue, ttl_s=0.0, limiter=None)
+        # The broker applies its owner's configuration changes (the gateway judges its bots' ones).
+        self.account_service = AccountService(venue, judge=False)
 
     async def get_account(self, caller):
         return await self.venue.get_account()

@@ -100,7 +100,13 @@ def alpaca_app(backend: Backend, auth: Authenticator, *, max_body_bytes: int = 6
     router.add_patch("/orders/{order_id}", replace_order)
     router.add_delete("/orders/{order_id}", cancel_order)
     router.add_get("/clock", get_clock)
-    router.add_get("/assets/{symbol:.+}", get_asset)
+    # Startup/reporting calls and the stock data API live in their own modules (they import this
+    # one's plumbing, so they are imported here, when an app is built).
+    from . import alpaca_account, alpaca_data
+
+    router.add_get("/assets/{symbol:.+}", alpaca_account.get_asset)
+    alpaca_account.add_routes(router)
+    alpaca_data.add_stock_routes(router)
     return app
 
 
@@ -111,6 +117,9 @@ def mount_alpaca(
     sub = alpaca_app(backend, auth, max_body_bytes=max_body_bytes)
     app.add_subapp("/v2", sub)
     app.router.add_get("/stream", alpaca_stream.trade_updates_handler(backend, auth))  # trade_updates
+    from .alpaca_data import mount_data
+
+    mount_data(app, backend, auth)  # /v1beta3/crypto, /v1beta1/options
     return sub
 
 

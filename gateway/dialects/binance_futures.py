@@ -172,8 +172,6 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/ping", ping)
     r.add_get("/v1/time", server_time)
     r.add_get("/v1/exchangeInfo", exchange_info)
-    r.add_get("/v1/ticker/24hr", ticker_24hr)
-    r.add_get("/v1/ticker/price", ticker_price)
     for version in ("v2", "v3"):
         r.add_get(f"/{version}/account", account)
         r.add_get(f"/{version}/balance", balance)
@@ -198,6 +196,9 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/allAlgoOrders", all_algo_orders)
     r.add_delete("/v1/algoOpenOrders", cancel_all_algo_orders)
     binance_user_stream.add_listen_key_routes(r, state)  # POST/PUT/DELETE /fapi/v1/listenKey
+    from . import binance_market  # market data and start-up reads (it imports this module's plumbing)
+
+    binance_market.add_routes(r)
     return app
 
 
@@ -207,6 +208,7 @@ def sapi_app(state: BinanceState) -> web.Application:
     app[STATE] = state
     app.router.add_get("/v1/capital/config/getall", capital_config)
     app.router.add_get("/v1/margin/allPairs", margin_all_pairs)
+    app.router.add_get("/v1/margin/isolated/allPairs", margin_all_pairs)  # ccxt ``binance`` asks too
     return app
 
 
@@ -218,6 +220,9 @@ def mount_binance_futures(
     app.add_subapp("/fapi", fapi_app(state))
     app.add_subapp("/sapi", sapi_app(state))
     binance_user_stream.add_socket_routes(app, state)  # the user data stream's websockets
+    from .binance_market import mount_other_apis
+
+    mount_other_apis(app, state)  # /api/v3 and /dapi/v1 exchangeInfo for ccxt ``binance``
     return state
 
 

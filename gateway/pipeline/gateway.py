@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..guards.base import Guard
 from ..ledger import Change, Ledger, LedgerOrder, Phase
+from ..market_data import AccountService, MarketReads
 from ..model import (
     AssetClass,
     BulkResult,
@@ -131,6 +132,10 @@ class RiskGateway(Backend):
             monotonic=monotonic,
         )
         self._unsubscribe = venue.subscribe(self._on_venue_event)
+        # Bots' reads: market data through one cache (coalesced, per-address limits) and the
+        # account's settings, whose changes are policy decisions (see market_data.py).
+        self.market_reads = MarketReads(venue)
+        self.account_service = AccountService(venue, audit=audit, scopes=scopes)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,7 +56,10 @@ from ..model import (
     classify_symbol,
 )
 from ..numbers import MAX_PRICE, fmt, parse_decimal
+from ..market import DataKind, OrderBook, Page, SeriesQuery, Snapshot
+from ..ports import CalendarDay, Watchlist
 from ..wire import alpaca as wire
+from ..wire import alpaca_data as data_wire
 from .alpaca_stream import AlpacaTradeStream, stream_url
 from .base import Venue, VenueCapabilities
 
@@ -181,6 +185,116 @@ class AlpacaVenue(Venue):
         if not isinstance(trade, Mapping) or trade.get("p") is None:
             raise NotFound(f"no latest trade for {symbol}")
         return _decode(lambda p: parse_decimal(p, "price", maximum=MAX_PRICE), trade["p"])
+
+    # -----------------------------------------------------------------------------------
+    # Market data: Alpaca's data host (``data_url``), read with the broker key
+
+    async def _data(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return await self._request("GET", path, params=params, base=self.data_url)
+
+    async def series(self, query: SeriesQuery) -> Page:
+        if query.asset_class is AssetClass.US_OPTION and query.kind is DataKind.QUOTES:
+            raise self._not_served("historical option quotes (Alpaca has none)")
+        path = f"{_DATA_PATHS[query.asset_class]}/{query.kind.value}"
+        raw = await self._data(path, data_wire.series_params(query))
+        return _decode(lambda d: data_wire.page_from_wire(d, query.kind), raw)
+
+    async def _latest(self, what: str, asset_class: AssetClass, symbols: Sequence[str], parse) -> dict:
+        base = _DATA_PATHS[asset_class]
+        path = f"{base}/latest/{what}" if asset_class is AssetClass.CRYPTO else f"{base}/{what}/latest"
+        raw = await self._data(path, {"symbols": data_wire.symbols_param(symbols)})
+        return _decode(lambda d: data_wire.latest_from_wire(d, what, parse), raw)
+
+    async def latest_trades(self, asset_class, symbols):
+        return await self._latest("trades", asset_class, symbols, data_wire.trade_from_wire)
+
+    async def latest_quotes(self, asset_class, symbols):
+        return await self._latest("quotes", asset_class, symbols, data_wire.quote_from_wire)
+
+    async def latest_bars(self, asset_class, symbols):
+        if asset_class is AssetClass.US_OPTION:
+            raise self._not_served("latest option bars (Alpaca has none)")
+        return await self._latest("bars", asset_class, symbols, data_wire.bar_from_wire)
+
+    async def snapshots(self, asset_class: AssetClass, symbols: Sequence[str]) -> dict[str, Snapshot]:
+        path = f"{_DATA_PATHS[asset_class]}/snapshots"
+        raw = await self._data(path, {"symbols": data_wire.symbols_param(symbols)})
+        nested = asset_class is not AssetClass.US_EQUITY
+        return _decode(lambda d: data_wire.snapshots_from_wire(d, nested), raw)
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBook:
+        if classify_symbol(symbol) is not AssetClass.CRYPTO:
+            raise self._not_served("order books for anything but crypto")
+        raw = await self._data("/v1beta3/crypto/us/latest/orderbooks", {"symbols": _path_symbol(symbol)})
+        books = raw.get("orderbooks") if isinstance(raw, Mapping) else None
+        if not isinstance(books, Mapping) or symbol not in books:
+            raise NotFound(f"no order book for {symbol}")
+        book = _decode(data_wire.book_from_wire, books[symbol])
+        return OrderBook(book.t, book.bids[:depth], book.asks[:depth])
+
+    # -----------------------------------------------------------------------------------
+    # Account reads (the trading host)
+
+    async def list_assets(self, asset_class: AssetClass | None = None) -> list[Asset]:
+        params = {"asset_class": asset_class.value} if asset_class else {}
+        return _decode_list(wire.asset_from_wire, await self._get("/v2/assets", params))
+
+    async def calendar(self, start: date, end: date) -> list[CalendarDay]:
+        raw = await self._get("/v2/calendar", {"start": start.isoformat(), "end": end.isoformat()})
+        return _decode_list(_calendar_day, raw)
+
+    async def account_configurations(self) -> dict[str, Any]:
+        return _object(await self._get("/v2/account/configurations"))
+
+    async def update_account_configurations(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return _object(await self._request("PATCH", "/v2/account/configurations", json_body=dict(changes)))
+
+    async def account_activities(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        raw = await self._get("/v2/account/activities", params)
+        if not isinstance(raw, list) or not all(isinstance(row, Mapping) for row in raw):
+            raise UpstreamUnavailable("the broker's answer could not be read (expected a list)")
+        return raw
+
+    async def portfolio_history(self, params: Mapping[str, str]) -> dict[str, Any]:
+        return _object(await self._get("/v2/account/portfolio/history", params))
+
+    async def list_watchlists(self) -> list[Watchlist]:
+        return _decode_list(_watchlist, await self._get("/v2/watchlists"))
+
+    async def get_watchlist(self, watchlist_id: str) -> Watchlist:
+        return _decode(_watchlist, await self._get(f"/v2/watchlists/{_path_order_id(watchlist_id)}"))
+
+    async def create_watchlist(self, name: str, symbols: Sequence[str]) -> Watchlist:
+        raw = await self._request("POST", "/v2/watchlists", json_body={"name": name, "symbols": list(symbols)})
+        return _decode(_watchlist, raw)
+
+    async def update_watchlist(self, watchlist_id: str, name: str | None, symbols: Sequence[str] | None) -> Watchlist:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if symbols is not None:
+            body["symbols"] = list(symbols)
+        if "name" not in body:  # Alpaca's PUT needs the name
+            body["name"] = (await self.get_watchlist(watchlist_id)).name
+        raw = await self._request("PUT", f"/v2/watchlists/{_path_order_id(watchlist_id)}", json_body=body)
+        return _decode(_watchlist, raw)
+
+    async def delete_watchlist(self, watchlist_id: str) -> None:
+        await self._request("DELETE", f"/v2/watchlists/{_path_order_id(watchlist_id)}")
+
+    async def option_contracts(self, params: Mapping[str, str]) -> dict[str, Any]:
+        return _object(await self._get("/v2/options/contracts", params))
+
+    async def option_contract(self, symbol_or_id: str) -> dict[str, Any]:
+        return _object(await self._get(f"/v2/options/contracts/{symbol_or_id}"))
+
+    async def corporate_announcements(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        if "id" in params:
+            return [_object(await self._get(f"/v2/corporate_actions/announcements/{_path_order_id(params['id'])}"))]
+        raw = await self._get("/v2/corporate_actions/announcements", params)
+        if not isinstance(raw, list):
+            raise UpstreamUnavailable("the broker's answer could not be read (expected a list)")
+        return raw
 
     # -----------------------------------------------------------------------------------
     # Orders
@@ -415,6 +529,31 @@ def _decode(parse: Callable[[Any], Any], data: Any) -> Any:
         message = exc.message if isinstance(exc, InvalidRequest) else type(exc).__name__
         failure = UpstreamUnavailable(f"the broker's answer could not be read ({message})")
     raise failure
+
+
+_DATA_PATHS = {
+    AssetClass.US_EQUITY: "/v2/stocks",
+    AssetClass.CRYPTO: "/v1beta3/crypto/us",
+    AssetClass.US_OPTION: "/v1beta1/options",
+}
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise UpstreamUnavailable("the broker's answer could not be read (expected an object)")
+    return dict(data)
+
+
+def _calendar_day(data: Any) -> CalendarDay:
+    return CalendarDay(date.fromisoformat(data["date"]), str(data["open"]), str(data["close"]))
+
+
+def _watchlist(data: Any) -> Watchlist:
+    symbols = tuple(str(a["symbol"]) for a in data.get("assets") or [])
+    return Watchlist(
+        str(data["id"]), str(data["name"]), symbols,
+        wire.parse_time(data["created_at"], "created_at"), wire.parse_time(data["updated_at"], "updated_at"),
+    )
 
 
 def _decode_list(parse: Callable[[Any], Any], data: Any) -> list:

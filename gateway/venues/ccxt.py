@@ -84,6 +84,7 @@ from ..model import (
     utcnow,
 )
 from .base import TradingRules, Venue, VenueCapabilities
+from .ccxt_market import CcxtMarketData
 from .ccxt_user_stream import SUPPORTED_EXCHANGES, BinanceUserStream, supports_user_stream
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class _Exits:
     attempts: int = 0
 
 
-class CcxtVenue(Venue):
+class CcxtVenue(CcxtMarketData, Venue):
     name = "ccxt"
 
     def __init__(

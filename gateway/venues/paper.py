@@ -1,8 +1,9 @@
 """The ``paper`` venue: the embedded simulated broker behind the ``Venue`` interface.
 
-Every call is a thin ``async`` wrapper over ``PaperEngine``; the engine is synchronous and does no
-I/O, so nothing here awaits anything. The engine already returns copies, so callers can never
-mutate its book through what they get back.
+Every trading call is a thin ``async`` wrapper over ``PaperEngine``; the engine is synchronous and
+does no I/O. The engine already returns copies, so callers can never mutate its book through what
+they get back. Market data and account reads come from ``paper_market`` (a seeded price path);
+an optional live walk moves the marks along it.
 
 Events: the engine's ``OrderUpdate`` and ``PositionUpdate`` values are published through
 ``Venue._publish`` as they happen (in process, so the stream is never down: subscribers get
@@ -11,8 +12,10 @@ Events: the engine's ``OrderUpdate`` and ``PositionUpdate`` values are published
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from ..model import (
     Account,
@@ -30,19 +33,12 @@ from ..model import (
     VenueEvent,
     utcnow,
 )
+from ..ports import Watchlist
 from .base import TradingRules, Venue, VenueCapabilities
 from .paper_engine import PaperEngine
+from .paper_market import DEFAULT_PAPER_RULES, PAPER_CONFIGURATIONS, PAPER_RULES, PaperMarketData
+from .paper_prices import PricePath
 
-# Order rules the paper venue advertises (it accepts anything finer; these only tell clients how
-# to round). Per symbol where a round number fits the price, else the default.
-PAPER_RULES: dict[str, tuple[Decimal, Decimal]] = {  # symbol -> (tick size, step size)
-    "BTC/USDT": (Decimal("0.1"), Decimal("0.001")),
-    "ETH/USDT": (Decimal("0.01"), Decimal("0.001")),
-    "SOL/USDT": (Decimal("0.01"), Decimal("0.01")),
-    "BNB/USDT": (Decimal("0.01"), Decimal("0.01")),
-    "XRP/USDT": (Decimal("0.0001"), Decimal("0.1")),
-}
-DEFAULT_PAPER_RULES = (Decimal("0.0001"), Decimal("0.001"))
 PAPER_MAX_LEVERAGE = 125
 
 _ALL_CLASSES = frozenset({OrderClass.BRACKET, OrderClass.OTO, OrderClass.OCO})
@@ -72,7 +68,7 @@ def paper_capabilities(engine: PaperEngine) -> VenueCapabilities:
     )
 
 
-class PaperVenue(Venue):
+class PaperVenue(PaperMarketData, Venue):
     name = "paper"
 
     def __init__(
@@ -83,6 +79,8 @@ class PaperVenue(Venue):
         seed_marks: bool = False,
         futures: bool = False,
         alpaca_rules: bool = False,
+        prices: PricePath | None = None,
+        walk_every_s: float | None = None,
     ):
         """Wrap ``engine``, or a fresh engine with ``starting_equity`` (and, with ``seed_marks``,
         the engine's seed marks; ``futures`` for a futures account; ``alpaca_rules`` for Alpaca's
@@ -94,21 +92,50 @@ class PaperVenue(Venue):
         self.engine = engine
         self.capabilities = paper_capabilities(engine)
         engine.add_listener(self._on_engine_event)
+        self.prices = prices or PricePath()  # market data: a seeded path anchored at each mark
+        # With ``walk_every_s`` the marks themselves follow the path (orders fill as prices move);
+        # a symbol whose price was set with ``set_prices`` is pinned and stays where it was put.
+        self.walk_every_s = walk_every_s
+        self._pinned: set[str] = set()
+        self._walker: asyncio.Task | None = None
+        self._configurations: dict[str, Any] = dict(PAPER_CONFIGURATIONS)
+        self._watchlists: dict[str, Watchlist] = {}
 
     def _on_engine_event(self, event: VenueEvent) -> None:
         self._publish(event)
 
     async def start(self) -> None:
-        """Nothing to open: the engine lives in this process. Subscribers hear that the
-        stream is up (the ledger's cue to reconcile once)."""
+        """The engine lives in this process; only the live walk (if asked for) runs beside it.
+        Subscribers hear that the stream is up (the ledger's cue to reconcile once)."""
         self._publish(StreamStatus(connected=True, at=utcnow()))
+        if self.walk_every_s and self._walker is None:
+            self._walker = asyncio.create_task(self._walk(), name="paper-price-walk")
 
     async def close(self) -> None:
-        """Nothing to release."""
+        walker, self._walker = self._walker, None
+        if walker is not None:
+            walker.cancel()
+            await asyncio.gather(walker, return_exceptions=True)
 
     # Prices: not part of Venue; the standalone paper broker's POST /_paper/prices uses it.
     async def set_prices(self, prices: Mapping[str, object]) -> None:
         self.engine.set_prices(prices)
+        self._pinned.update(prices)
+
+    async def _walk(self) -> None:
+        since = utcnow()
+        while True:
+            await asyncio.sleep(self.walk_every_s)
+            now = utcnow()
+            moved = {
+                symbol: self.prices.step(symbol, mark, since, now, self._tick(symbol))
+                for symbol, mark in self.engine.marks().items()
+                if symbol not in self._pinned
+            }
+            since = now
+            changed = {s: m for s, m in moved.items() if m != self.engine.marks().get(s)}
+            if changed:
+                self.engine.set_prices(changed)  # fills and triggers whatever the new prices reach
 
     async def get_account(self) -> Account:
         return self.engine.get_account()

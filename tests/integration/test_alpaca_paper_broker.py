@@ -333,7 +333,7 @@ async def test_invalid_order_names_the_field(broker):
 
 
 async def test_unknown_route_and_wrong_method(broker):
-    status, body, _ = await raw(broker, "GET", "/v2/watchlists")
+    status, body, _ = await raw(broker, "GET", "/v2/no_such_endpoint")
     assert status == 404 and body["code"] == 40410000
     status, body, hdrs = await raw(broker, "PUT", "/v2/orders")
     assert status == 405 and body["code"] == 40510000 and "POST" in hdrs["Allow"]

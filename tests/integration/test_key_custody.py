@@ -68,7 +68,6 @@ async def two_key_broker(keys: dict[str, str]):
     app = web.Application(middlewares=dialect.alpaca_middlewares(auth))
     app[paper_broker.VENUE] = venue
     trading = dialect.alpaca_app(backend, auth)
-    trading.router.add_get("/stocks/{symbol}/trades/latest", paper_broker.stock_latest_trade)
     app.add_subapp("/v2", trading)
     runner = web.AppRunner(app)
     await runner.setup()

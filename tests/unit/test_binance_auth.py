@@ -200,7 +200,7 @@ async def test_public_endpoints_need_no_key(server):
         assert status == 200, path
     assert backend.calls == []  # market data only; the account is never read
     status, body = await call(session, "GET", f"{url}/fapi/v1/ticker/price", headers={})
-    assert body["code"] == wire.MANDATORY_PARAMETER
+    assert status == 200 and isinstance(body, list)  # every listed symbol, as Binance answers
 
 
 async def test_bad_input_codes_by_route(server):

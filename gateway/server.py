@@ -115,7 +115,9 @@ class Gateway:
             self.vault = Vault.open(home)
         except VaultError as exc:
             raise StartupError(f"refusing to start: {exc}") from None
-        self.clients = BotCredentials(home, self.vault, on_auth_failure=self._auth_failed)
+        self.clients = BotCredentials(
+            home, self.vault, on_auth_failure=self._auth_failed, on_revoked_use=self._revoked_key_used
+        )
         self.broker_keys = BrokerKeys(self.vault)
         self.policy_store = PolicyStore(home)
         try:
@@ -262,7 +264,11 @@ class Gateway:
             self.audit.submit("auth.failure", data).add_done_callback(_consume)
         except Exception:  # the audit itself is down: it has already locked the gateway
             log.warning("could not record an authentication failure")
-        if "revoked" in reason and self.config.get("lockdown_on_revoked_key_use"):
+
+    def _revoked_key_used(self, key_id: str, remote: str | None) -> None:
+        """A request proved it holds a revoked credential (its secret or a correct signature):
+        the key has leaked. Merely naming a revoked key id never gets here."""
+        if self.config.get("lockdown_on_revoked_key_use"):
             self.control.set(TradingState.LOCKED, f"revoked credential {key_id} was used from {remote}", "gateway")
 
     def _audit_failed(self, exc: BaseException) -> None:
@@ -276,7 +282,7 @@ class Gateway:
         mount_alpaca(app, self.pipeline, self.clients)
         from .dialects.binance_futures import mount_binance_futures  # /fapi and /sapi
 
-        mount_binance_futures(app, self.pipeline, self.clients)
+        self.binance = mount_binance_futures(app, self.pipeline, self.clients)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:

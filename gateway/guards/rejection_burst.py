@@ -14,7 +14,14 @@ from ..model import Caller, Decision
 from .base import Guard
 
 
+# Refusals that only reflect the gateway's own state (a lockdown, reduce-only): counting them
+# would suspend every bot during a lockdown and keep them suspended after the unlock.
 _STATE_CODES = frozenset({"trading_locked", "reduce_only"})
+# Refusals because the venue is unreachable (no fresh account, no price, leverage not
+# confirmable). A decision touched by one says nothing about the bot, whatever else it names:
+# its other codes were judged on stale data. Counting them would suspend every bot that retries
+# through an outage, and the suspension would outlast it.
+_VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price", "leverage_unverified"})
 
 
 class RejectionBurst(Guard):
@@ -39,10 +46,8 @@ class RejectionBurst(Guard):
             raise Forbidden(f"credential suspended: {reason}; an operator must lift it")
 
     def decided(self, caller: Caller, decision: Decision) -> None:
-        # Refusals that only reflect the gateway's own state (a lockdown, reduce-only) say
-        # nothing about the bot: counting them would suspend every bot during a lockdown and
-        # keep them suspended after the unlock.
-        if decision.allowed or set(decision.codes) <= _STATE_CODES:
+        codes = set(decision.codes)
+        if decision.allowed or codes <= _STATE_CODES or codes & _VENUE_DOWN_CODES:
             return
         now = self.clock()
         window = self._rejections.setdefault(caller.key_id, deque())

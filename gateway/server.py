@@ -86,6 +86,14 @@ def is_live(options: ServeOptions) -> bool:
     return host is None or (host not in _LOOPBACK and not host.startswith("127."))
 
 
+def audit_failure_reason(home: Home) -> str:
+    return (
+        "audit log unavailable (a write or fsync failed): trading is locked, and stays locked across "
+        f"restarts. To recover: fix the disk under {home.audit_dir}, restart the gateway, check "
+        f"`gatewayctl audit verify --home {home.root}`, then `gatewayctl unlock --home {home.root} --reason ...`"
+    )
+
+
 def _consume(future) -> None:
     """Retrieve a fire-and-forget audit result so a failure is not reported as unhandled."""
     if not future.cancelled():
@@ -272,9 +280,11 @@ class Gateway:
             self.control.set(TradingState.LOCKED, f"revoked credential {key_id} was used from {remote}", "gateway")
 
     def _audit_failed(self, exc: BaseException) -> None:
-        # Never trade unrecorded: the audit log is broken, so nothing may be forwarded.
+        # Never trade unrecorded: the audit log is broken, so nothing may be forwarded. The lock
+        # is also written to the state file, so it holds across a restart (a restart must not
+        # resume trading on a disk that lost records); the reason says how to come back.
         log.error("audit log failed; locking down")
-        self.control.pin(TradingState.LOCKED, "audit log unavailable; trading stopped until restart")
+        self.control.pin(TradingState.LOCKED, audit_failure_reason(self.home))
 
     def bot_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)

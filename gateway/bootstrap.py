@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from .audit.checkpoint import load_or_create_checkpoint_key
-from .audit.log import append_sync
+from .audit.log import append_sync, checkpoint_sync
 from .control.state import TradingControl
 from .home import PRIVATE_DIR_MODE, Home, write_private, write_public
 from .keys.clients import BotCredentials
@@ -109,7 +109,7 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
 
     TradingControl(home.state).initialise()
     home.audit_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-    load_or_create_checkpoint_key(home.audit_signing_key)
+    checkpoint_key = load_or_create_checkpoint_key(home.audit_signing_key)
     append_sync(
         home.audit_log,
         "gateway.init",
@@ -118,6 +118,8 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
 
     issued = BotCredentials(home, vault).issue(label="default")
     append_sync(home.audit_log, "key.issue", {"key_id": issued.key_id, "label": "default", "actor": "init"})
+    # The first signed checkpoint: from now on a log with records but no checkpoint is tampered.
+    checkpoint_sync(home.audit_log, home.audit_checkpoints, checkpoint_key)
     return InitResult(
         home=root,
         gateway_id=gateway_id,

@@ -450,10 +450,14 @@ def cmd_audit(args) -> int:
         result = verify.verify_log(home.audit_log, checkpoints_path=home.audit_checkpoints, public_key=public_key)
         if args.json:
             _print_json({"ok": result.ok, "records": result.records, "last_seq": result.last_seq,
-                         "error": result.error, "error_seq": result.error_seq, "checkpoints": result.checkpoints})
+                         "error": result.error, "error_seq": result.error_seq, "checkpoints": result.checkpoints,
+                         "last_checkpoint_seq": result.last_checkpoint_seq, "uncovered_records": result.uncovered})
         elif result.ok:
             print(f"ok: {result.records} records, chain intact through seq {result.last_seq}, "
                   f"{result.checkpoints} signed checkpoints verified")
+            if result.uncovered:
+                print(f"note: the last {result.uncovered} records (after seq {result.last_checkpoint_seq}) are not "
+                      "covered by a signed checkpoint yet; `gatewayctl audit checkpoint` signs them now")
         else:
             print(f"TAMPERED or damaged at seq {result.error_seq}: {result.error}", file=sys.stderr)
         return 0 if result.ok else 1

@@ -26,6 +26,7 @@ from aiohttp import web
 from .admin.metrics import GatewayMetrics
 from .audit.checkpoint import load_or_create_checkpoint_key
 from .audit.log import AuditLog
+from .config import ConfigError, load_config
 from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
@@ -100,13 +101,14 @@ def _consume(future) -> None:
         future.exception()
 
 
-def read_config(home: Home) -> dict:
+def read_config(home: Home):
+    """The typed gateway.json (gateway.config); unknown keys and bad values refuse the start."""
+    if not home.config.exists():
+        raise StartupError(f"{home.root} is not a gateway home (no {home.config.name}); run `gatewayctl init {home.root}`")
     try:
-        return orjson.loads(home.config.read_bytes())
-    except FileNotFoundError:
-        raise StartupError(f"{home.root} is not a gateway home (no {home.config.name}); run `gatewayctl init {home.root}`") from None
-    except orjson.JSONDecodeError:
-        raise StartupError(f"{home.config} is not valid JSON") from None
+        return load_config(home.config)
+    except ConfigError as exc:
+        raise StartupError(f"refusing to start: {exc}") from None
 
 
 class Gateway:
@@ -217,23 +219,17 @@ class Gateway:
             ) from None
 
     def _build_guards(self) -> list:
-        """Safeguards from gateway.json. The rejection-burst guard ships on; turning it off
-        takes an explicit `"rejection_burst": "off"`."""
+        """Safeguards from gateway.json (each declares its options). The rejection-burst guard
+        ships on; turning it off takes an explicit `"rejection_burst": "off"`."""
         from .guards.dead_man import DeadMansSwitch
         from .guards.rejection_burst import RejectionBurst
 
-        guards: list = []
-        burst = self.config.get("rejection_burst", {})
-        if burst != "off":
-            self.rejection_burst = RejectionBurst(
-                count=int(burst.get("count", 20)), window_s=float(burst.get("window_s", 60)), on_suspend=self._suspended
-            )
-            guards.append(self.rejection_burst)
-        else:
-            self.rejection_burst = None
-        timeout = self.config.get("dead_man_switch_s")
-        if timeout:
-            guards.append(DeadMansSwitch(float(timeout), self._cancel_for_dead_man, self._order_is_open, self._dead_man_fired))
+        self.rejection_burst = RejectionBurst.from_options(self.config.rejection_burst, on_suspend=self._suspended)
+        guards: list = [self.rejection_burst] if self.rejection_burst is not None else []
+        if self.config.dead_man_switch_s is not None:
+            guards.append(DeadMansSwitch(
+                self.config.dead_man_switch_s, self._cancel_for_dead_man, self._order_is_open, self._dead_man_fired
+            ))
         return guards
 
     def _suspended(self, key_id: str, reason: str) -> None:
@@ -255,7 +251,7 @@ class Gateway:
         operator; no command writes it."""
         if not is_live(self.options):
             return
-        if self.config.get("live_trading_acknowledgement") != LIVE_ACKNOWLEDGEMENT:
+        if self.config.live_trading_acknowledgement != LIVE_ACKNOWLEDGEMENT:
             raise StartupError(
                 f"refusing to trade against a live upstream ({self.options.venue} "
                 f"{self.options.upstream_url or 'default endpoint'}) without an acknowledgement: add "
@@ -276,7 +272,7 @@ class Gateway:
     def _revoked_key_used(self, key_id: str, remote: str | None) -> None:
         """A request proved it holds a revoked credential (its secret or a correct signature):
         the key has leaked. Merely naming a revoked key id never gets here."""
-        if self.config.get("lockdown_on_revoked_key_use"):
+        if self.config.lockdown_on_revoked_key_use:
             self.control.set(TradingState.LOCKED, f"revoked credential {key_id} was used from {remote}", "gateway")
 
     def _audit_failed(self, exc: BaseException) -> None:
@@ -325,8 +321,8 @@ class Gateway:
         from .guards.state_webhook import StateWebhook
 
         runners = [guard.run() for guard in self.pipeline.guards]
-        if self.config.get("webhook_url"):
-            runners.append(StateWebhook(self.config["webhook_url"], self.control, self.config.get("gateway_id", "")).run())
+        if self.config.webhook_url is not None:
+            runners.append(StateWebhook(self.config.webhook_url, self.control, self.config.gateway_id).run())
         self._tasks = [asyncio.create_task(run) for run in runners]
 
     async def listen(self) -> None:

@@ -9,9 +9,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import Forbidden
 from ..model import Caller, Decision
 from .base import Guard
+from .options import Option
+
+
+class RejectionBurstOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    count: int = Field(20, ge=1, description="rejected orders that suspend a credential")
+    window_s: float = Field(60.0, gt=0, description="within this many seconds")
 
 
 # Refusals that only reflect the gateway's own state (a lockdown, reduce-only): counting them
@@ -25,6 +37,23 @@ _VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price", "leverage_
 
 
 class RejectionBurst(Guard):
+    OPTIONS = (
+        Option(
+            "rejection_burst",
+            RejectionBurstOptions | Literal["off"],
+            RejectionBurstOptions(),
+            'suspend a credential after {"count": N, "window_s": S} rejections; on by default, "off" to disable',
+        ),
+    )
+
+    @classmethod
+    def from_options(
+        cls, value: RejectionBurstOptions | Literal["off"], on_suspend: Callable[[str, str], None]
+    ) -> "RejectionBurst | None":
+        if value == "off":
+            return None
+        return cls(count=value.count, window_s=value.window_s, on_suspend=on_suspend)
+
     def __init__(
         self,
         *,

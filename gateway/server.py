@@ -31,6 +31,7 @@ from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
 from .home import Home, loose_permissions
+from .listener import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedTCPSite, connection_cap, guarded_runner, limit_log_rate
 from .keys.broker import BrokerKeyMissing, BrokerKeys
 from .keys.clients import BotCredentials
 from .keys.master import VaultError
@@ -65,6 +66,9 @@ class ServeOptions:
     operator_listen: tuple[str, int] | None = None
     # ccxt venue: use the exchange's sandbox / demo environment.
     sandbox: bool = False
+    # Slowloris defence (gateway.listener): seconds to deliver a request head; open connections.
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
 
 
 LIVE_ACKNOWLEDGEMENT = "I understand this gateway sends real orders with real money to a live broker account"
@@ -328,12 +332,14 @@ class Gateway:
     async def listen(self) -> None:
         from .admin.api import admin_app
 
-        bot = web.AppRunner(self.bot_app(), access_log=None)
+        limit_log_rate()
+        cap = connection_cap(self.options.max_connections)
+        bot = guarded_runner(self.bot_app(), header_timeout_s=self.options.header_timeout_s)
         await bot.setup()
-        site = web.TCPSite(bot, self.options.host, self.options.port)
+        site = GuardedTCPSite(bot, self.options.host, self.options.port, max_connections=cap)
         await site.start()
         self._runners.append(bot)
-        sockets = site._server.sockets if site._server else []  # aiohttp keeps the bound sockets here
+        sockets = site.sockets
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.options.port
 
         admin = web.AppRunner(admin_app(self), access_log=None)
@@ -349,9 +355,9 @@ class Gateway:
         self._runners.append(admin)
         if self.options.operator_listen is not None:
             token = self.home.operator_token.read_bytes().strip()
-            remote = web.AppRunner(admin_app(self, token=token), access_log=None)
+            remote = guarded_runner(admin_app(self, token=token), header_timeout_s=self.options.header_timeout_s)
             await remote.setup()
-            await web.TCPSite(remote, *self.options.operator_listen).start()
+            await GuardedTCPSite(remote, *self.options.operator_listen, max_connections=cap).start()
             self._runners.append(remote)
 
     def _hold_instance_lock(self) -> None:

@@ -1,0 +1,168 @@
+"""The bot-facing TCP listener, hardened against connection exhaustion (slowloris).
+
+- A connection must deliver a complete request head within ``header_timeout_s`` of being
+  opened, and the next one within ``header_timeout_s`` of the previous answer; otherwise the
+  gateway closes it. This is aiohttp's keep-alive timer, which runs from the moment a connection
+  is accepted and is not reset by partial data, set to seconds instead of its default hour.
+- At most ``max_connections`` are open at once, so the process never runs out of file
+  descriptors (where every accept then fails and asyncio logs each failure). At the cap a new
+  connection replaces the oldest one that has no request in progress (a half-open one, or an
+  idle keep-alive), so holding sockets open cannot lock bots out; only when every connection is
+  busy is the new one closed.
+- ``raise_fd_limit`` lifts the soft RLIMIT_NOFILE to the hard limit at start.
+- ``limit_log_rate`` keeps asyncio's and aiohttp's per-connection error lines to a few per
+  minute per message (plus a count of what was dropped), so an attack cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("gateway.listener")
+
+HEADER_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 4096
+FD_RESERVE = 256  # descriptors kept for the audit log, the venue, the operator plane
+_NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "gateway.listener")
+
+
+def raise_fd_limit(ceiling: int = 1 << 20) -> int:
+    """Lift the soft limit on open files to the hard limit (bounded); returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return ceiling if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit above %d: %s", soft, exc)
+        return soft
+    return target
+
+
+def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
+    """At most ``wanted`` connections, and never so many that the process runs out of descriptors."""
+    soft = raise_fd_limit()
+    return max(16, min(wanted, soft - FD_RESERVE))
+
+
+class _Refused(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
+
+
+BUSY = web.AppKey("listener_busy", set)
+
+
+@web.middleware
+async def _mark_busy(request: web.Request, handler):
+    """Connections serving a request (or a stream) are never evicted."""
+    busy: set = request.app[BUSY]
+    protocol = request.protocol
+    busy.add(protocol)
+    try:
+        return await handler(request)
+    finally:
+        busy.discard(protocol)
+
+
+class _CappedFactory:
+    """aiohttp's protocol factory with the connection cap."""
+
+    def __init__(self, server: web.Server, cap: int, busy: set):
+        self.server = server
+        self.cap = cap
+        self.busy = busy
+
+    def __call__(self) -> asyncio.Protocol:
+        # Oldest first; a connection already closed (transport gone) is on its way out.
+        connections = [c for c in self.server.connections if c.transport is not None]
+        if len(connections) >= self.cap:
+            idle = next((c for c in connections if c not in self.busy), None)
+            if idle is None:
+                log.warning("connection refused: all %d connections are serving requests", self.cap)
+                return _Refused()
+            log.warning("connection cap (%d) reached: closing the oldest connection without a request", self.cap)
+            idle.force_close()
+        return self.server()
+
+
+class GuardedTCPSite(web.BaseSite):
+    """``web.TCPSite`` with the connection cap; the header timeout is the runner's
+    ``keepalive_timeout`` (see ``guarded_runner``)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int, backlog: int = 512):
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port, self._cap = host, port, max_connections
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def sockets(self) -> list:
+        return list(self._server.sockets) if self._server is not None else []
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            _CappedFactory(server, self._cap, self._runner.app[BUSY]), self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+
+def guarded_runner(app: web.Application, *, header_timeout_s: float = HEADER_TIMEOUT_S, **kwargs: Any) -> web.AppRunner:
+    """A runner for ``app`` (not yet started) whose connections must send a request head within
+    ``header_timeout_s``; serve it with ``GuardedTCPSite``."""
+    app[BUSY] = set()
+    app.middlewares.insert(0, _mark_busy)
+    return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout_s, **kwargs)
+
+
+class RateLimit(logging.Filter):
+    """At most ``per_window`` records per (logger, message template) each ``window_s``; the
+    first record after a quiet window says how many were dropped."""
+
+    def __init__(self, per_window: int = 5, window_s: float = 60.0, clock=time.monotonic):
+        super().__init__()
+        self.per_window, self.window_s, self.clock = per_window, window_s, clock
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg)[:200])
+        now = self.clock()
+        state = self._seen.get(key)
+        if state is None or now - state[0] >= self.window_s:
+            dropped = int(state[2]) if state is not None else 0
+            if len(self._seen) > 1000:
+                self._seen.clear()
+            self._seen[key] = [now, 1, 0]
+            if dropped:
+                record.msg = f"{record.msg} [{dropped} similar messages suppressed in the last {self.window_s:g}s]"
+            return True
+        if state[1] < self.per_window:
+            state[1] += 1
+            return True
+        state[2] += 1
+        return False
+
+
+_installed: RateLimit | None = None
+
+
+def limit_log_rate() -> RateLimit:
+    """Install one RateLimit on the loggers an attack can make chatty (idempotent)."""
+    global _installed
+    if _installed is None:
+        _installed = RateLimit()
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_installed)
+    return _installed

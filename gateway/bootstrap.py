@@ -1,7 +1,8 @@
 """`gatewayctl init`: a complete, safe gateway home in one non-interactive step.
 
-Creates the master key, the encrypted keystore, an operator token, a policy-signing key pair
-and the trust file that names it, the default policy bound to this gateway and signed, the
+Creates the master key, the encrypted keystore, an operator token, two policy-signing key pairs
+meant for two different people and the trust file that names both (one signature applies a
+policy that only tightens; loosening needs both, and so does adding a signer), the default policy bound to this gateway and signed, the
 trading state (ACTIVE), the audit log with its first record, and one bot credential.
 Refuses to touch a directory that already has anything in it.
 """
@@ -28,6 +29,7 @@ from .policy.store import PolicyStore
 from .policy.trust import Trust
 
 SIGNER_KEY_NAME = "policy-signer.key"
+SECOND_SIGNER_KEY_NAME = "policy-signer-2.key"
 
 
 class InitError(Exception):
@@ -42,6 +44,8 @@ class InitResult:
     bot_secret: str
     signer_key: Path
     signer_key_id: str
+    second_signer_key: Path
+    second_signer_key_id: str
     policy: Path
     operator_token: Path
 
@@ -53,6 +57,8 @@ class InitResult:
             "bot_secret": self.bot_secret,
             "signer_key": str(self.signer_key),
             "signer_key_id": self.signer_key_id,
+            "second_signer_key": str(self.second_signer_key),
+            "second_signer_key_id": self.second_signer_key_id,
             "policy": str(self.policy),
             "operator_token": str(self.operator_token),
         }
@@ -98,7 +104,11 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
     home.signing_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     signer_key = home.signing_dir / SIGNER_KEY_NAME
     signer_key_id = generate_keypair(signer_key)
-    Trust.create(home.trust, [signer_key.with_suffix(".pub")])
+    # Four-eyes from the first day: two signers, for two people. One key tightens; loosening a
+    # limit or trusting another signer needs both (trust.json: threshold 1, loosen_threshold 2).
+    second_signer_key = home.signing_dir / SECOND_SIGNER_KEY_NAME
+    second_signer_key_id = generate_keypair(second_signer_key)
+    Trust.create(home.trust, [signer_key.with_suffix(".pub"), second_signer_key.with_suffix(".pub")])
 
     home.policy_dir.mkdir(exist_ok=True)
     draft = home.policy_dir / "initial.yaml"
@@ -127,6 +137,8 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
         bot_secret=issued.secret,
         signer_key=signer_key,
         signer_key_id=signer_key_id,
+        second_signer_key=second_signer_key,
+        second_signer_key_id=second_signer_key_id,
         policy=home.active_policy,
         operator_token=home.operator_token,
     )

@@ -5,7 +5,6 @@ room), raises its open-file limit, and keeps the log of such errors short."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import resource
 import time
 

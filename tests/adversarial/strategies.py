@@ -21,20 +21,19 @@ NASTY = st.sampled_from(
 JUNK = st.one_of(st.text(max_size=8), st.integers(), st.floats(), st.just([1]), st.just({"a": 1}))
 
 
-def _mutated(base: st.SearchStrategy, fields: list[str], values: st.SearchStrategy) -> st.SearchStrategy:
-    mutation = st.tuples(st.sampled_from([*fields, "extra_field"]), st.sampled_from(["drop", "set"]), values)
+def _mutations(fields: list[str], values: st.SearchStrategy) -> st.SearchStrategy:
+    """Up to two (field, "drop" | "set", value) changes (build once, at import)."""
+    return st.lists(st.tuples(st.sampled_from([*fields, "extra_field"]), st.sampled_from(["drop", "set"]), values), max_size=2)
 
-    def apply(pair: tuple[dict, list]) -> dict:
-        body, mutations = pair
-        body = dict(body)
-        for name, how, value in mutations:
-            if how == "drop":
-                body.pop(name, None)
-            else:
-                body[name] = value
-        return body
 
-    return st.tuples(base, st.lists(mutation, max_size=2)).map(apply)
+def _apply(body: dict, mutations: list[tuple[str, str, Any]]) -> dict:
+    body = dict(body)
+    for name, how, value in mutations:
+        if how == "drop":
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return body
 
 
 # --- Alpaca ---------------------------------------------------------------------------------
@@ -42,27 +41,38 @@ def _mutated(base: st.SearchStrategy, fields: list[str], values: st.SearchStrate
 _STOCKS = {"AAPL": 190, "MSFT": 420, "SPY": 500, "TSLA": 250}
 _CRYPTO = {"BTC/USD": 60000, "ETH/USD": 3000}
 _QTY = st.decimals(min_value="0.001", max_value=15, places=3).map(float)
+# Strategies are built once: building one inside a composite costs more than drawing from it.
+_BOOL = st.booleans()
+_BUY_SELL = st.sampled_from(["buy", "sell"])
+_ALPACA_KIND = st.sampled_from(["market", "limit", "stop", "notional"])
+_DAY_GTC = st.sampled_from(["day", "gtc"])
+_NEAR = st.floats(0.9, 1.1)
+_FAR = st.floats(0.8, 1.2)
+_NOTIONAL = st.integers(1, 3000)
+_ALPACA_ID = st.text(alphabet="abcdef0123456789-", min_size=1, max_size=40)
+_STOCK_SYMBOL = st.sampled_from(sorted(_STOCKS))
+_CRYPTO_SYMBOL = st.sampled_from(sorted(_CRYPTO))
 
 
 @st.composite
 def _alpaca_valid(draw) -> dict[str, Any]:
-    crypto = draw(st.booleans())
-    symbol = draw(st.sampled_from(sorted(_CRYPTO if crypto else _STOCKS)))
+    crypto = draw(_BOOL)
+    symbol = draw(_CRYPTO_SYMBOL if crypto else _STOCK_SYMBOL)
     mark = (_CRYPTO if crypto else _STOCKS)[symbol]
-    side = draw(st.sampled_from(["buy", "sell"]))
-    kind = draw(st.sampled_from(["market", "limit", "stop", "notional"]))
-    tif = "gtc" if crypto else draw(st.sampled_from(["day", "gtc"]))
+    side = draw(_BUY_SELL)
+    kind = draw(_ALPACA_KIND)
+    tif = "gtc" if crypto else draw(_DAY_GTC)
     qty = draw(_QTY) / (mark / 100 if crypto else 1)  # crypto: a few hundred dollars at most
     body: dict[str, Any] = {"symbol": symbol, "side": side, "type": "market", "time_in_force": tif, "qty": round(qty, 6)}
     if kind == "limit":
-        body.update(type="limit", limit_price=round(mark * draw(st.floats(0.9, 1.1)), 2))
+        body.update(type="limit", limit_price=round(mark * draw(_NEAR), 2))
     elif kind == "stop" and not crypto:
-        body.update(type="stop", stop_price=round(mark * draw(st.floats(0.8, 1.2)), 2))
+        body.update(type="stop", stop_price=round(mark * draw(_FAR), 2))
     elif kind == "notional":
         del body["qty"]
-        body.update(notional=draw(st.integers(1, 3000)), time_in_force="gtc" if crypto else "day")
-    if draw(st.booleans()):
-        body["client_order_id"] = draw(st.text(alphabet="abcdef0123456789-", min_size=1, max_size=40))
+        body.update(notional=draw(_NOTIONAL), time_in_force="gtc" if crypto else "day")
+    if draw(_BOOL):
+        body["client_order_id"] = draw(_ALPACA_ID)
     return body
 
 
@@ -70,10 +80,15 @@ _ALPACA_FIELDS = ["symbol", "side", "type", "time_in_force", "qty", "notional", 
                   "trail_percent", "order_class", "take_profit", "stop_loss", "extended_hours", "client_order_id"]
 
 
+_ALPACA_VALUES = st.one_of(NASTY, JUNK, st.sampled_from(["bracket", "oco", "trailing_stop", "opg", "AAPL250117C00190000",
+                                                         "BTCUSD", {"limit_price": 1e308}, {"stop_price": -1}]))
+
+
+_ALPACA_MUTATIONS = _mutations(_ALPACA_FIELDS, _ALPACA_VALUES)
+
+
 def alpaca_order_bodies() -> st.SearchStrategy:
-    values = st.one_of(NASTY, JUNK, st.sampled_from(["bracket", "oco", "trailing_stop", "opg", "AAPL250117C00190000",
-                                                     "BTCUSD", {"limit_price": 1e308}, {"stop_price": -1}]))
-    return _mutated(_alpaca_valid(), _ALPACA_FIELDS, values)
+    return st.builds(_apply, _alpaca_valid(), _ALPACA_MUTATIONS)
 
 
 def alpaca_raw_bodies() -> st.SearchStrategy:
@@ -88,6 +103,11 @@ def alpaca_raw_bodies() -> st.SearchStrategy:
 # --- Binance --------------------------------------------------------------------------------
 
 _BINANCE = {"BTCUSD": 60000, "ETHUSD": 3000}
+_BINANCE_SYMBOL = st.sampled_from(sorted(_BINANCE))
+_BTC_QTY = st.decimals(min_value="0.001", max_value="0.03", places=3)
+_BUY_SELL_UPPER = st.sampled_from(["BUY", "SELL"])
+_BINANCE_KIND = st.sampled_from(["market", "limit", "algo"])
+_BINANCE_ID = st.text(alphabet="abcdefABC0123456789-_", min_size=1, max_size=36)
 TEXT_NUMBER = st.one_of(
     st.sampled_from(["NaN", "Infinity", "-0.01", "1e308", "0", "", "0x1", "1,5", "１", " 1", "1e-9", "99999999999"]),
     st.text(max_size=10),
@@ -96,21 +116,21 @@ TEXT_NUMBER = st.one_of(
 
 @st.composite
 def _binance_valid(draw) -> tuple[str, dict[str, str]]:
-    symbol = draw(st.sampled_from(sorted(_BINANCE)))
+    symbol = draw(_BINANCE_SYMBOL)
     mark = _BINANCE[symbol]
-    quantity = f"{draw(st.decimals(min_value='0.001', max_value='0.03', places=3)) * 60000 / mark:.3f}"
-    side = draw(st.sampled_from(["BUY", "SELL"]))
-    kind = draw(st.sampled_from(["market", "limit", "algo"]))
+    quantity = f"{draw(_BTC_QTY) * 60000 / mark:.3f}"
+    side = draw(_BUY_SELL_UPPER)
+    kind = draw(_BINANCE_KIND)
     if kind == "algo":
-        stop = f"{mark * draw(st.floats(0.8, 1.2)):.2f}"
+        stop = f"{mark * draw(_FAR):.2f}"
         params = {"algoType": "CONDITIONAL", "symbol": symbol, "side": side, "type": "STOP_MARKET",
                   "quantity": quantity, "triggerPrice": stop}
         return "/fapi/v1/algoOrder", params
     params = {"symbol": symbol, "side": side, "type": "MARKET", "quantity": quantity}
     if kind == "limit":
-        params.update(type="LIMIT", price=f"{mark * draw(st.floats(0.9, 1.1)):.2f}", timeInForce="GTC")
-    if draw(st.booleans()):
-        params["newClientOrderId"] = draw(st.text(alphabet="abcdefABC0123456789-_", min_size=1, max_size=36))
+        params.update(type="LIMIT", price=f"{mark * draw(_NEAR):.2f}", timeInForce="GTC")
+    if draw(_BOOL):
+        params["newClientOrderId"] = draw(_BINANCE_ID)
     return "/fapi/v1/order", params
 
 
@@ -118,16 +138,19 @@ _BINANCE_FIELDS = ["symbol", "side", "type", "quantity", "price", "timeInForce",
                    "positionSide", "stopPrice", "triggerPrice", "algoType", "newClientOrderId", "recvWindow", "workingType"]
 
 
-def binance_orders() -> st.SearchStrategy:
+_BINANCE_VALUES = st.one_of(TEXT_NUMBER, st.sampled_from(["true", "false", "LONG", "SHORT", "GTX", "STOP_MARKET", "BTCUSDT",
+                                                           "TAKE_PROFIT_MARKET", "60001", "0", "MARK_PRICE"]))
+
+
+_BINANCE_MUTATIONS = _mutations(_BINANCE_FIELDS, _BINANCE_VALUES)
+
+
+@st.composite
+def binance_orders(draw) -> tuple[str, dict[str, str]]:
     """(path, form parameters)."""
-    values = st.one_of(TEXT_NUMBER, st.sampled_from(["true", "false", "LONG", "SHORT", "GTX", "STOP_MARKET", "BTCUSDT",
-                                                     "TAKE_PROFIT_MARKET", "60001", "0", "MARK_PRICE"]))
-
-    def mutate(pair: tuple[str, dict]) -> st.SearchStrategy:
-        path, params = pair
-        return _mutated(st.just(params), _BINANCE_FIELDS, values).map(lambda p: (path, {k: str(v) for k, v in p.items()}))
-
-    return _binance_valid().flatmap(mutate)
+    path, params = draw(_binance_valid())
+    mutated = _apply(params, draw(_BINANCE_MUTATIONS))
+    return path, {name: str(value) for name, value in mutated.items()}
 
 
 def sign_form(params: dict, secret: str, *, corrupt: bool = False) -> str:

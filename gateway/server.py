@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from .admin.metrics import GatewayMetrics
-from .audit.checkpoint import load_or_create_checkpoint_key
+from .audit.checkpoint import last_checkpoint, load_or_create_checkpoint_key
 from .audit.log import AuditLog
 from .config import ConfigError, load_config
 from .control.breakers import LossBreakers
@@ -143,6 +143,20 @@ class Gateway:
             raise StartupError(
                 f"{home.audit_signing_key} is missing but the log has signed checkpoints; restore the key "
                 "(a new one would hide a rewritten log)"
+            )
+        if (
+            home.audit_signing_key.exists()
+            and home.audit_log.exists()
+            and home.audit_log.stat().st_size > 0
+            and last_checkpoint(home.audit_checkpoints) is None
+        ):
+            # Extending the log now would sign a checkpoint over whatever it holds: a rewritten,
+            # re-hashed log whose checkpoints were deleted would then verify.
+            raise StartupError(
+                f"{home.audit_checkpoints} is missing or empty but the log has records and a checkpoint key exists: "
+                f"the log may have been rewritten. Restore the checkpoints from your off-box copy and run "
+                f"`gatewayctl audit verify --home {home.root}`; only if the log is known good, "
+                f"`gatewayctl audit checkpoint --home {home.root}` re-anchors it"
             )
         self.audit = AuditLog(
             home.audit_log,

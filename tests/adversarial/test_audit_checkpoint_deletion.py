@@ -6,7 +6,10 @@ from __future__ import annotations
 import orjson
 
 from gateway.audit.records import GENESIS, encode_record, parse_line
+import pytest
+
 from gateway.home import Home
+from gateway.server import Gateway, ServeOptions, StartupError
 from tests.integration.support import start_gateway
 
 from .cli import run
@@ -38,6 +41,9 @@ async def test_a_rehashed_log_without_its_checkpoints_fails_verify(gateway_home)
     assert refused.returncode == 1 and "no signed checkpoint" in refused.stderr
     home.audit_checkpoints.write_bytes(b"")  # an emptied file is no better
     assert run("audit", "verify", "--home", str(home.root), check=False).returncode == 1
+    # Nor does the gateway start and sign a fresh checkpoint over the forged chain.
+    with pytest.raises(StartupError, match="may have been rewritten"):
+        Gateway(home, ServeOptions(port=0))
 
 
 def test_verify_says_how_much_of_the_tail_no_checkpoint_covers(gateway_home):

@@ -1,9 +1,10 @@
 """The bot-facing TCP listener, hardened against connection exhaustion (slowloris).
 
-- A connection must deliver a complete request head within ``header_timeout_s`` of being
-  opened, and the next one within ``header_timeout_s`` of the previous answer; otherwise the
-  gateway closes it. This is aiohttp's keep-alive timer, which runs from the moment a connection
-  is accepted and is not reset by partial data, set to seconds instead of its default hour.
+- A request head must be complete within ``header_timeout_s`` of the connection being opened,
+  or of the first byte of a later request; otherwise the gateway closes the connection. The
+  deadline is not extended by partial data (a byte a second does not keep it open). Between
+  requests an idle keep-alive connection is closed after ``IDLE_TIMEOUT_S`` (aiohttp's
+  keep-alive timer, whose default is an hour).
 - At most ``max_connections`` are open at once, so the process never runs out of file
   descriptors (where every accept then fails and asyncio logs each failure). At the cap a new
   connection replaces the oldest one that has no request in progress (a half-open one, or an
@@ -27,6 +28,7 @@ from aiohttp import web
 log = logging.getLogger("gateway.listener")
 
 HEADER_TIMEOUT_S = 5.0
+IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 4096
 FD_RESERVE = 256  # descriptors kept for the audit log, the venue, the operator plane
 _NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "gateway.listener")
@@ -58,13 +60,18 @@ class _Refused(asyncio.Protocol):
 
 
 BUSY = web.AppKey("listener_busy", set)
+DEADLINES = web.AppKey("listener_deadlines", dict)
 
 
 @web.middleware
 async def _mark_busy(request: web.Request, handler):
-    """Connections serving a request (or a stream) are never evicted."""
-    busy: set = request.app[BUSY]
+    """A request head arrived: its deadline is met. Connections serving a request (or a
+    stream) are never evicted."""
     protocol = request.protocol
+    deadline = request.app[DEADLINES].get(protocol)
+    if deadline is not None:
+        deadline.disarm()
+    busy: set = request.app[BUSY]
     busy.add(protocol)
     try:
         return await handler(request)
@@ -72,13 +79,61 @@ async def _mark_busy(request: web.Request, handler):
         busy.discard(protocol)
 
 
+class _HeadDeadline(asyncio.Protocol):
+    """Stands in front of aiohttp's connection handler, forwarding every event to it, and
+    closes the connection when a request head is not complete in time (see the module doc)."""
+
+    def __init__(self, inner: asyncio.Protocol, busy: set, deadlines: dict, timeout_s: float):
+        self.inner, self.busy, self.deadlines, self.timeout_s = inner, busy, deadlines, timeout_s
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.timeout_s, self._expired)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self.inner not in self.busy:
+            self.inner.force_close()  # type: ignore[attr-defined]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.deadlines[self.inner] = self
+        self.inner.connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is None and self.inner not in self.busy:
+            self._arm()  # the first bytes of a new request head
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.disarm()
+        self.deadlines.pop(self.inner, None)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 class _CappedFactory:
     """aiohttp's protocol factory with the connection cap."""
 
-    def __init__(self, server: web.Server, cap: int, busy: set):
+    def __init__(self, server: web.Server, cap: int, app: web.Application, header_timeout_s: float):
         self.server = server
         self.cap = cap
-        self.busy = busy
+        self.busy = app[BUSY]
+        self.deadlines = app[DEADLINES]
+        self.header_timeout_s = header_timeout_s
 
     def __call__(self) -> asyncio.Protocol:
         # Oldest first; a connection already closed (transport gone) is on its way out.
@@ -90,16 +145,25 @@ class _CappedFactory:
                 return _Refused()
             log.warning("connection cap (%d) reached: closing the oldest connection without a request", self.cap)
             idle.force_close()
-        return self.server()
+        return _HeadDeadline(self.server(), self.busy, self.deadlines, self.header_timeout_s)
 
 
 class GuardedTCPSite(web.BaseSite):
-    """``web.TCPSite`` with the connection cap; the header timeout is the runner's
-    ``keepalive_timeout`` (see ``guarded_runner``)."""
+    """``web.TCPSite`` with the request-head deadline and the connection cap, for a runner made
+    by ``guarded_runner``."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int, backlog: int = 512):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+        backlog: int = 512,
+    ):
         super().__init__(runner, backlog=backlog)
-        self._host, self._port, self._cap = host, port, max_connections
+        self._host, self._port, self._cap, self._header_timeout_s = host, port, max_connections, header_timeout_s
 
     @property
     def name(self) -> str:
@@ -115,16 +179,16 @@ class GuardedTCPSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            _CappedFactory(server, self._cap, self._runner.app[BUSY]), self._host, self._port, backlog=self._backlog, reuse_address=True
+            _CappedFactory(server, self._cap, self._runner.app, self._header_timeout_s), self._host, self._port, backlog=self._backlog, reuse_address=True
         )
 
 
-def guarded_runner(app: web.Application, *, header_timeout_s: float = HEADER_TIMEOUT_S, **kwargs: Any) -> web.AppRunner:
-    """A runner for ``app`` (not yet started) whose connections must send a request head within
-    ``header_timeout_s``; serve it with ``GuardedTCPSite``."""
+def guarded_runner(app: web.Application, *, idle_timeout_s: float = IDLE_TIMEOUT_S, **kwargs: Any) -> web.AppRunner:
+    """A runner for ``app`` (not yet started); serve it with ``GuardedTCPSite``."""
     app[BUSY] = set()
+    app[DEADLINES] = {}
     app.middlewares.insert(0, _mark_busy)
-    return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout_s, **kwargs)
+    return web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout_s, **kwargs)
 
 
 class RateLimit(logging.Filter):

@@ -348,9 +348,11 @@ class Gateway:
 
         limit_log_rate()
         cap = connection_cap(self.options.max_connections)
-        bot = guarded_runner(self.bot_app(), header_timeout_s=self.options.header_timeout_s)
+        bot = guarded_runner(self.bot_app())
         await bot.setup()
-        site = GuardedTCPSite(bot, self.options.host, self.options.port, max_connections=cap)
+        site = GuardedTCPSite(
+            bot, self.options.host, self.options.port, max_connections=cap, header_timeout_s=self.options.header_timeout_s
+        )
         await site.start()
         self._runners.append(bot)
         sockets = site.sockets
@@ -369,9 +371,11 @@ class Gateway:
         self._runners.append(admin)
         if self.options.operator_listen is not None:
             token = self.home.operator_token.read_bytes().strip()
-            remote = guarded_runner(admin_app(self, token=token), header_timeout_s=self.options.header_timeout_s)
+            remote = guarded_runner(admin_app(self, token=token))
             await remote.setup()
-            await GuardedTCPSite(remote, *self.options.operator_listen, max_connections=cap).start()
+            await GuardedTCPSite(
+                remote, *self.options.operator_listen, max_connections=cap, header_timeout_s=self.options.header_timeout_s
+            ).start()
             self._runners.append(remote)
 
     def _hold_instance_lock(self) -> None:

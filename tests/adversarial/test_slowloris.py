@@ -86,3 +86,44 @@ async def test_the_open_file_limit_is_raised_at_start(gateway_home):
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == ceiling
     finally:
         await gw.gateway.stop()
+
+
+async def _response_head(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    return head
+
+
+async def test_the_deadline_is_for_the_request_head_not_for_an_idle_keep_alive(gateway_home):
+    gw = await start_gateway(gateway_home, venue="paper", header_timeout_s=1.0)
+    port = gw.gateway.bound_port
+    try:
+        silent = await asyncio.open_connection("127.0.0.1", port)  # sends nothing at all
+        trickle = await asyncio.open_connection("127.0.0.1", port)  # a byte every 0.2 s, never done
+        keep_alive = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        keep_alive[1].write(request)
+        assert b" 200 " in await _response_head(keep_alive[0])
+
+        started = time.monotonic()
+        for byte in HALF_OPEN * 4:
+            if trickle[0].at_eof():
+                break
+            try:
+                trickle[1].write(bytes([byte]))
+                await trickle[1].drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.2)  # the attacker's pace
+        assert await asyncio.wait_for(_closed_by_peer(trickle[0]), timeout=3)
+        assert await asyncio.wait_for(_closed_by_peer(silent[0]), timeout=3)
+        assert time.monotonic() - started < 4  # the trickle did not extend the deadline
+
+        # The keep-alive connection sat idle longer than the head deadline, and still serves.
+        keep_alive[1].write(request)
+        assert b" 200 " in await asyncio.wait_for(_response_head(keep_alive[0]), timeout=2)
+        for _, writer in (silent, trickle, keep_alive):
+            writer.close()
+    finally:
+        await gw.gateway.stop()

@@ -569,12 +569,7 @@ class BotCredentials(Authenticator):
         with self._lock:
             now = self.clock()
             rec = self._usable(key_id, dialect, remote, now)
-            try:
-                secret = self._secret_of(rec, remote, now)
-            except Unauthorized:
-                if rec.refusal(now) is not None:  # a revoked key whose secret was pruned: unprovable
-                    raise self._fail(key_id, remote, f"{rec.refusal(now)} (signature not verifiable)", now) from None
-                raise
+            secret = self._secret_of(rec, remote, now)
             if not signed_with(secret):
                 raise self._fail(rec.key_id, remote, "bad request signature", now)
             self._check_rest(rec, dialect, remote, now, proven=True)
@@ -584,6 +579,9 @@ class BotCredentials(Authenticator):
         try:
             return self.vault.get(f"client/{rec.key_id}")
         except SecretNotFound:
+            refused = rec.refusal(now)
+            if refused is not None:  # a dead credential whose secret was pruned: nothing to prove
+                raise self._fail(rec.key_id, remote, f"{refused} (secret pruned)", now) from None
             raise self._fail(rec.key_id, remote, "credential secret missing from the key store", now, count=False) from None
         except VaultError as exc:
             log.error("key store unusable while verifying a bot signature: %s", exc)

@@ -344,3 +344,16 @@ def test_change_seen_by_stat_alone(home, creds, monkeypatch):
     creds.authenticate(c.key_id, c.secret, "alpaca", IP)
     other_process(home).revoke(c.key_id)
     refused(creds, c.key_id, c.secret)
+
+
+def test_a_pruned_revoked_key_is_refused_once_and_never_counts_as_proven_use(home):
+    uses: list[str] = []
+    failures: list[str] = []
+    creds = BotCredentials(home, Vault.open(home), on_revoked_use=lambda key_id, remote: uses.append(key_id),
+                           on_auth_failure=lambda key_id, remote, why: failures.append(why))
+    c = creds.issue()
+    creds.revoke(c.key_id)
+    creds.prune()
+    with pytest.raises(Unauthorized):
+        creds.verify_signed(c.key_id, "binance-futures", IP, _signer(c.secret))
+    assert failures == ["credential revoked (secret pruned)"] and uses == []

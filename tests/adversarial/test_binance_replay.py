@@ -39,7 +39,9 @@ async def test_no_credential_can_fill_the_replay_memory_for_the_others(paper_gat
         # unknown symbol), then gets 429 itself.
         for _ in range(CAPACITY + 1):
             unknown = {**ORDER, "symbol": "BTCUSDT"}
-            status, body = await send(session, "POST", order_url, flooder.key_id, signed(unknown, flooder.secret))
+            # A 60 s window keeps each signature remembered however slowly the loop runs.
+            body_text = signed(unknown, flooder.secret, recvWindow=60_000)
+            status, body = await send(session, "POST", order_url, flooder.key_id, body_text)
         assert status == 429 and body["code"] == -1003
         status, body = await send(session, "POST", order_url, gw.key_id, signed(ORDER, gw.secret))
         assert status == 200, body

@@ -37,8 +37,8 @@ async def test_no_credential_can_fill_the_replay_memory_for_the_others(paper_gat
             assert (status, body["code"]) == (403, -2015)  # no trade scope: not remembered
         # A trading key fills only its own memory (its orders are refused by the policy: an
         # unknown symbol), then gets 429 itself.
-        for _ in range(CAPACITY + 1):
-            unknown = {**ORDER, "symbol": "BTCUSDT"}
+        for i in range(CAPACITY + 1):
+            unknown = {**ORDER, "symbol": "BTCUSDT", "newClientOrderId": f"flood-{i}"}  # each signature distinct
             # A 60 s window keeps each signature remembered however slowly the loop runs.
             body_text = signed(unknown, flooder.secret, recvWindow=60_000)
             status, body = await send(session, "POST", order_url, flooder.key_id, body_text)

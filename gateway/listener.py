@@ -11,8 +11,8 @@
   idle keep-alive), so holding sockets open cannot lock bots out; only when every connection is
   busy is the new one closed.
 - ``raise_fd_limit`` lifts the soft RLIMIT_NOFILE to the hard limit at start.
-- ``limit_log_rate`` keeps asyncio's and aiohttp's per-connection error lines to a few per
-  minute per message (plus a count of what was dropped), so an attack cannot fill the disk.
+- Connection-level error lines are rate-limited (``gateway.log_rate``), so an attack cannot fill
+  the disk with them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import time
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +30,6 @@ HEADER_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 4096
 FD_RESERVE = 256  # descriptors kept for the audit log, the venue, the operator plane
-_NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "gateway.listener")
 
 
 def raise_fd_limit(ceiling: int = 1 << 20) -> int:
@@ -189,44 +187,3 @@ def guarded_runner(app: web.Application, *, idle_timeout_s: float = IDLE_TIMEOUT
     app[DEADLINES] = {}
     app.middlewares.insert(0, _mark_busy)
     return web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout_s, **kwargs)
-
-
-class RateLimit(logging.Filter):
-    """At most ``per_window`` records per (logger, message template) each ``window_s``; the
-    first record after a quiet window says how many were dropped."""
-
-    def __init__(self, per_window: int = 5, window_s: float = 60.0, clock=time.monotonic):
-        super().__init__()
-        self.per_window, self.window_s, self.clock = per_window, window_s, clock
-        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, dropped]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg)[:200])
-        now = self.clock()
-        state = self._seen.get(key)
-        if state is None or now - state[0] >= self.window_s:
-            dropped = int(state[2]) if state is not None else 0
-            if len(self._seen) > 1000:
-                self._seen.clear()
-            self._seen[key] = [now, 1, 0]
-            if dropped:
-                record.msg = f"{record.msg} [{dropped} similar messages suppressed in the last {self.window_s:g}s]"
-            return True
-        if state[1] < self.per_window:
-            state[1] += 1
-            return True
-        state[2] += 1
-        return False
-
-
-_installed: RateLimit | None = None
-
-
-def limit_log_rate() -> RateLimit:
-    """Install one RateLimit on the loggers an attack can make chatty (idempotent)."""
-    global _installed
-    if _installed is None:
-        _installed = RateLimit()
-        for name in _NOISY_LOGGERS:
-            logging.getLogger(name).addFilter(_installed)
-    return _installed

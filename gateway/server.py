@@ -31,7 +31,8 @@ from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
 from .home import Home, loose_permissions
-from .listener import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedTCPSite, connection_cap, guarded_runner, limit_log_rate
+from .listener import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedTCPSite, connection_cap, guarded_runner
+from .log_rate import limit_log_rate
 from .keys.broker import BrokerKeyMissing, BrokerKeys
 from .keys.clients import BotCredentials
 from .keys.master import VaultError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.listener import RateLimit
+from gateway.log_rate import RateLimit
 
 
 def _record(msg: str, name: str = "asyncio") -> logging.LogRecord:

@@ -20,7 +20,8 @@ class RateLimit(logging.Filter):
         self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg)[:200])
+        # The first line only: asyncio appends the socket (fd, addresses) to each accept error.
+        key = (record.name, str(record.msg).split("\n", 1)[0][:200])
         now = self.clock()
         state = self._seen.get(key)
         if state is None or now - state[0] >= self.window_s:

@@ -1,7 +1,8 @@
 """`gatewayctl init`: a complete, safe gateway home in one non-interactive step.
 
-Creates the master key, the encrypted keystore, an operator token, a policy-signing key pair
-and the trust file that names it, the default policy bound to this gateway and signed, the
+Creates the master key, the encrypted keystore, an operator token, two policy-signing key pairs
+meant for two different people and the trust file that names both (one signature applies a
+policy that only tightens; loosening needs both, and so does adding a signer), the default policy bound to this gateway and signed, the
 trading state (ACTIVE), the audit log with its first record, and one bot credential.
 Refuses to touch a directory that already has anything in it.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from .audit.checkpoint import load_or_create_checkpoint_key
-from .audit.log import append_sync
+from .audit.log import append_sync, checkpoint_sync
 from .control.state import TradingControl
 from .home import PRIVATE_DIR_MODE, Home, write_private, write_public
 from .keys.clients import BotCredentials
@@ -29,6 +30,7 @@ from .policy.store import PolicyStore
 from .policy.trust import Trust
 
 SIGNER_KEY_NAME = "policy-signer.key"
+SECOND_SIGNER_KEY_NAME = "policy-signer-2.key"
 
 
 class InitError(Exception):
@@ -43,6 +45,8 @@ class InitResult:
     bot_secret: str
     signer_key: Path
     signer_key_id: str
+    second_signer_key: Path
+    second_signer_key_id: str
     policy: Path
     operator_token: Path
 
@@ -54,6 +58,8 @@ class InitResult:
             "bot_secret": self.bot_secret,
             "signer_key": str(self.signer_key),
             "signer_key_id": self.signer_key_id,
+            "second_signer_key": str(self.second_signer_key),
+            "second_signer_key_id": self.second_signer_key_id,
             "policy": str(self.policy),
             "operator_token": str(self.operator_token),
         }
@@ -99,7 +105,11 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
     home.signing_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     signer_key = home.signing_dir / SIGNER_KEY_NAME
     signer_key_id = generate_keypair(signer_key)
-    Trust.create(home.trust, [signer_key.with_suffix(".pub")])
+    # Four-eyes from the first day: two signers, for two people. One key tightens; loosening a
+    # limit or trusting another signer needs both (trust.json: threshold 1, loosen_threshold 2).
+    second_signer_key = home.signing_dir / SECOND_SIGNER_KEY_NAME
+    second_signer_key_id = generate_keypair(second_signer_key)
+    Trust.create(home.trust, [signer_key.with_suffix(".pub"), second_signer_key.with_suffix(".pub")])
 
     home.policy_dir.mkdir(exist_ok=True)
     draft = home.policy_dir / "initial.yaml"
@@ -110,7 +120,7 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
 
     TradingControl(home.state).initialise()
     home.audit_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-    load_or_create_checkpoint_key(home.audit_signing_key)
+    checkpoint_key = load_or_create_checkpoint_key(home.audit_signing_key)
     append_sync(
         home.audit_log,
         "gateway.init",
@@ -119,6 +129,8 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
 
     issued = BotCredentials(home, vault).issue(label="default")
     append_sync(home.audit_log, "key.issue", {"key_id": issued.key_id, "label": "default", "actor": "init"})
+    # The first signed checkpoint: from now on a log with records but no checkpoint is tampered.
+    checkpoint_sync(home.audit_log, home.audit_checkpoints, checkpoint_key)
     return InitResult(
         home=root,
         gateway_id=gateway_id,
@@ -126,6 +138,8 @@ def init_home(path: str | os.PathLike, *, policy_text: str | None = None) -> Ini
         bot_secret=issued.secret,
         signer_key=signer_key,
         signer_key_id=signer_key_id,
+        second_signer_key=second_signer_key,
+        second_signer_key_id=second_signer_key_id,
         policy=home.active_policy,
         operator_token=home.operator_token,
     )

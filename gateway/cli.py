@@ -119,7 +119,9 @@ def cmd_init(args) -> int:
         print(f"bot key id:   {result.bot_key_id}")
         print(f"bot secret:   {result.bot_secret}   (shown once; store it in your bot's secret store)")
         print(f"policy:       {result.policy} (v1, signed by {result.signer_key_id})")
-        print(f"signing key:  {result.signer_key} (move it off this machine for production)")
+        print(f"signing keys: {result.signer_key} and {result.second_signer_key}")
+        print("              give each to a different person and remove both from this machine: one signature")
+        print("              tightens the policy; loosening it, or trusting another signer, needs both")
     return 0
 
 
@@ -453,8 +455,10 @@ def cmd_trust(args) -> int:
     draft.write_bytes(successor.to_bytes())
     for key in args.key:
         signing.sign_file(draft, Path(key), kind="trust")
-    trust = rotate_trust(home, draft)
-    _audit_cli(home, "trust.rotate", {"version": trust.version, "keys": sorted(trust.keys)})
+    confirmed = [args.confirm_on_host] if args.confirm_on_host else []
+    trust = rotate_trust(home, draft, confirmed_key_ids=confirmed)
+    _audit_cli(home, "trust.rotate", {"version": trust.version, "keys": sorted(trust.keys),
+                                      "confirmed_on_host": confirmed})
     print(f"trust v{trust.version}: {len(trust.keys)} keys, threshold {trust.threshold}, loosening needs {trust.loosen_threshold}")
     return 0
 
@@ -470,10 +474,14 @@ def cmd_audit(args) -> int:
         result = verify.verify_log(home.audit_log, checkpoints_path=home.audit_checkpoints, public_key=public_key)
         if args.json:
             _print_json({"ok": result.ok, "records": result.records, "last_seq": result.last_seq,
-                         "error": result.error, "error_seq": result.error_seq, "checkpoints": result.checkpoints})
+                         "error": result.error, "error_seq": result.error_seq, "checkpoints": result.checkpoints,
+                         "last_checkpoint_seq": result.last_checkpoint_seq, "uncovered_records": result.uncovered})
         elif result.ok:
             print(f"ok: {result.records} records, chain intact through seq {result.last_seq}, "
                   f"{result.checkpoints} signed checkpoints verified")
+            if result.uncovered:
+                print(f"note: the last {result.uncovered} records (after seq {result.last_checkpoint_seq}) are not "
+                      "covered by a signed checkpoint yet; `gatewayctl audit checkpoint` signs them now")
         else:
             print(f"TAMPERED or damaged at seq {result.error_seq}: {result.error}", file=sys.stderr)
         return 0 if result.ok else 1
@@ -634,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--public-key", required=True)
     k.add_argument("--name")
     k.add_argument("--key", action="append", required=True, help="a current signer's private key (repeat)")
+    k.add_argument("--confirm-on-host", metavar="KEY_ID",
+                   help="an operator on this host confirms the new signer (its key id); needed only when the "
+                        "current trust has fewer keys than loosening needs")
     p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("audit", help="the tamper-evident audit log")

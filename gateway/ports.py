@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import logging
 
-from .errors import OrderRejected, UpstreamUnavailable
+from .errors import OrderRejected, Unauthorized, UpstreamUnavailable
 from .market import Bar, FundingRate, NotServed, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
 from .model import (
     Account,
@@ -628,3 +628,19 @@ class Authenticator(ABC):
     def hmac_secret(self, key_id: str, dialect: str, remote: str | None) -> tuple[bytes, Caller]:
         """For signature dialects (Binance): the shared secret to verify an HMAC with, and the
         caller it stands for. Raises Unauthorized for an unknown, revoked or expired key."""
+
+    def verify_signed(
+        self, key_id: str, dialect: str, remote: str | None, signed_with: Callable[[bytes], bool]
+    ) -> Caller:
+        """A signed request's caller: ``signed_with(secret)`` says whether the request was signed
+        with the credential's secret. Implementations that keep revoked credentials check the
+        signature BEFORE the credential's standing, so naming a revoked key is not proof of
+        holding it. Raises Unauthorized."""
+        secret, caller = self.hmac_secret(key_id, dialect, remote)
+        if not signed_with(secret):
+            self.record_failure(caller.key_id, remote, "bad request signature")
+            raise Unauthorized("invalid credentials")
+        return caller
+
+    def record_failure(self, key_id: str, remote: str | None, reason: str) -> None:
+        """A failure the dialect found itself (a replayed signature): count it, report it."""

@@ -24,12 +24,15 @@ import orjson
 from aiohttp import web
 
 from .admin.metrics import GatewayMetrics
-from .audit.checkpoint import load_or_create_checkpoint_key
+from .audit.checkpoint import last_checkpoint, load_or_create_checkpoint_key
 from .audit.log import AuditLog
+from .config import ConfigError, load_config
 from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
 from .home import Home, loose_permissions
+from .listener import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedTCPSite, connection_cap, guarded_runner
+from .log_rate import limit_log_rate
 from .keys.broker import BrokerKeyMissing, BrokerKeys
 from .keys.clients import BotCredentials
 from .keys.master import VaultError
@@ -64,6 +67,9 @@ class ServeOptions:
     operator_listen: tuple[str, int] | None = None
     # ccxt venue: use the exchange's sandbox / demo environment.
     sandbox: bool = False
+    # Slowloris defence (gateway.listener): seconds to deliver a request head; open connections.
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
 
 
 LIVE_ACKNOWLEDGEMENT = "I understand this gateway sends real orders with real money to a live broker account"
@@ -86,19 +92,28 @@ def is_live(options: ServeOptions) -> bool:
     return host is None or (host not in _LOOPBACK and not host.startswith("127."))
 
 
+def audit_failure_reason(home: Home) -> str:
+    return (
+        "audit log unavailable (a write or fsync failed): trading is locked, and stays locked across "
+        f"restarts. To recover: fix the disk under {home.audit_dir}, restart the gateway, check "
+        f"`gatewayctl audit verify --home {home.root}`, then `gatewayctl unlock --home {home.root} --reason ...`"
+    )
+
+
 def _consume(future) -> None:
     """Retrieve a fire-and-forget audit result so a failure is not reported as unhandled."""
     if not future.cancelled():
         future.exception()
 
 
-def read_config(home: Home) -> dict:
+def read_config(home: Home):
+    """The typed gateway.json (gateway.config); unknown keys and bad values refuse the start."""
+    if not home.config.exists():
+        raise StartupError(f"{home.root} is not a gateway home (no {home.config.name}); run `gatewayctl init {home.root}`")
     try:
-        return orjson.loads(home.config.read_bytes())
-    except FileNotFoundError:
-        raise StartupError(f"{home.root} is not a gateway home (no {home.config.name}); run `gatewayctl init {home.root}`") from None
-    except orjson.JSONDecodeError:
-        raise StartupError(f"{home.config} is not valid JSON") from None
+        return load_config(home.config)
+    except ConfigError as exc:
+        raise StartupError(f"refusing to start: {exc}") from None
 
 
 class Gateway:
@@ -115,7 +130,9 @@ class Gateway:
             self.vault = Vault.open(home)
         except VaultError as exc:
             raise StartupError(f"refusing to start: {exc}") from None
-        self.clients = BotCredentials(home, self.vault, on_auth_failure=self._auth_failed)
+        self.clients = BotCredentials(
+            home, self.vault, on_auth_failure=self._auth_failed, on_revoked_use=self._revoked_key_used
+        )
         self.broker_keys = BrokerKeys(self.vault)
         self.policy_store = PolicyStore(home)
         try:
@@ -127,6 +144,20 @@ class Gateway:
             raise StartupError(
                 f"{home.audit_signing_key} is missing but the log has signed checkpoints; restore the key "
                 "(a new one would hide a rewritten log)"
+            )
+        if (
+            home.audit_signing_key.exists()
+            and home.audit_log.exists()
+            and home.audit_log.stat().st_size > 0
+            and last_checkpoint(home.audit_checkpoints) is None
+        ):
+            # Extending the log now would sign a checkpoint over whatever it holds: a rewritten,
+            # re-hashed log whose checkpoints were deleted would then verify.
+            raise StartupError(
+                f"{home.audit_checkpoints} is missing or empty but the log has records and a checkpoint key exists: "
+                f"the log may have been rewritten. Restore the checkpoints from your off-box copy and run "
+                f"`gatewayctl audit verify --home {home.root}`; only if the log is known good, "
+                f"`gatewayctl audit checkpoint --home {home.root}` re-anchors it"
             )
         self.audit = AuditLog(
             home.audit_log,
@@ -207,23 +238,17 @@ class Gateway:
             ) from None
 
     def _build_guards(self) -> list:
-        """Safeguards from gateway.json. The rejection-burst guard ships on; turning it off
-        takes an explicit `"rejection_burst": "off"`."""
+        """Safeguards from gateway.json (each declares its options). The rejection-burst guard
+        ships on; turning it off takes an explicit `"rejection_burst": "off"`."""
         from .guards.dead_man import DeadMansSwitch
         from .guards.rejection_burst import RejectionBurst
 
-        guards: list = []
-        burst = self.config.get("rejection_burst", {})
-        if burst != "off":
-            self.rejection_burst = RejectionBurst(
-                count=int(burst.get("count", 20)), window_s=float(burst.get("window_s", 60)), on_suspend=self._suspended
-            )
-            guards.append(self.rejection_burst)
-        else:
-            self.rejection_burst = None
-        timeout = self.config.get("dead_man_switch_s")
-        if timeout:
-            guards.append(DeadMansSwitch(float(timeout), self._cancel_for_dead_man, self._order_is_open, self._dead_man_fired))
+        self.rejection_burst = RejectionBurst.from_options(self.config.rejection_burst, on_suspend=self._suspended)
+        guards: list = [self.rejection_burst] if self.rejection_burst is not None else []
+        if self.config.dead_man_switch_s is not None:
+            guards.append(DeadMansSwitch(
+                self.config.dead_man_switch_s, self._cancel_for_dead_man, self._order_is_open, self._dead_man_fired
+            ))
         return guards
 
     def _suspended(self, key_id: str, reason: str) -> None:
@@ -245,7 +270,7 @@ class Gateway:
         operator; no command writes it."""
         if not is_live(self.options):
             return
-        if self.config.get("live_trading_acknowledgement") != LIVE_ACKNOWLEDGEMENT:
+        if self.config.live_trading_acknowledgement != LIVE_ACKNOWLEDGEMENT:
             raise StartupError(
                 f"refusing to trade against a live upstream ({self.options.venue} "
                 f"{self.options.upstream_url or 'default endpoint'}) without an acknowledgement: add "
@@ -262,13 +287,19 @@ class Gateway:
             self.audit.submit("auth.failure", data).add_done_callback(_consume)
         except Exception:  # the audit itself is down: it has already locked the gateway
             log.warning("could not record an authentication failure")
-        if "revoked" in reason and self.config.get("lockdown_on_revoked_key_use"):
+
+    def _revoked_key_used(self, key_id: str, remote: str | None) -> None:
+        """A request proved it holds a revoked credential (its secret or a correct signature):
+        the key has leaked. Merely naming a revoked key id never gets here."""
+        if self.config.lockdown_on_revoked_key_use:
             self.control.set(TradingState.LOCKED, f"revoked credential {key_id} was used from {remote}", "gateway")
 
     def _audit_failed(self, exc: BaseException) -> None:
-        # Never trade unrecorded: the audit log is broken, so nothing may be forwarded.
+        # Never trade unrecorded: the audit log is broken, so nothing may be forwarded. The lock
+        # is also written to the state file, so it holds across a restart (a restart must not
+        # resume trading on a disk that lost records); the reason says how to come back.
         log.error("audit log failed; locking down")
-        self.control.pin(TradingState.LOCKED, "audit log unavailable; trading stopped until restart")
+        self.control.pin(TradingState.LOCKED, audit_failure_reason(self.home))
 
     def bot_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -276,7 +307,7 @@ class Gateway:
         mount_alpaca(app, self.pipeline, self.clients)
         from .dialects.binance_futures import mount_binance_futures  # /fapi and /sapi
 
-        mount_binance_futures(app, self.pipeline, self.clients)
+        self.binance = mount_binance_futures(app, self.pipeline, self.clients)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -309,19 +340,23 @@ class Gateway:
         from .guards.state_webhook import StateWebhook
 
         runners = [guard.run() for guard in self.pipeline.guards]
-        if self.config.get("webhook_url"):
-            runners.append(StateWebhook(self.config["webhook_url"], self.control, self.config.get("gateway_id", "")).run())
+        if self.config.webhook_url is not None:
+            runners.append(StateWebhook(self.config.webhook_url, self.control, self.config.gateway_id).run())
         self._tasks = [asyncio.create_task(run) for run in runners]
 
     async def listen(self) -> None:
         from .admin.api import admin_app
 
-        bot = web.AppRunner(self.bot_app(), access_log=None)
+        limit_log_rate()
+        cap = connection_cap(self.options.max_connections)
+        bot = guarded_runner(self.bot_app())
         await bot.setup()
-        site = web.TCPSite(bot, self.options.host, self.options.port)
+        site = GuardedTCPSite(
+            bot, self.options.host, self.options.port, max_connections=cap, header_timeout_s=self.options.header_timeout_s
+        )
         await site.start()
         self._runners.append(bot)
-        sockets = site._server.sockets if site._server else []  # aiohttp keeps the bound sockets here
+        sockets = site.sockets
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.options.port
 
         admin = web.AppRunner(admin_app(self), access_log=None)
@@ -337,9 +372,11 @@ class Gateway:
         self._runners.append(admin)
         if self.options.operator_listen is not None:
             token = self.home.operator_token.read_bytes().strip()
-            remote = web.AppRunner(admin_app(self, token=token), access_log=None)
+            remote = guarded_runner(admin_app(self, token=token))
             await remote.setup()
-            await web.TCPSite(remote, *self.options.operator_listen).start()
+            await GuardedTCPSite(
+                remote, *self.options.operator_listen, max_connections=cap, header_timeout_s=self.options.header_timeout_s
+            ).start()
             self._runners.append(remote)
 
     def _hold_instance_lock(self) -> None:

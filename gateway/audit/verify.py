@@ -17,7 +17,12 @@ a crash and removed by the next gateway start, fails). With ``checkpoints_path``
 signature must verify under ``public_key`` (a forged or foreign checkpoint fails; checkpoints without
 a key to check them fail closed), and every checkpointed seq must exist in the log with the
 checkpointed hash, so a truncated tail, or a tail rewritten with a recomputed chain, fails.
-A missing log file counts as empty: ok, unless a checkpoint says records existed.
+A missing log file counts as empty: ok, unless a checkpoint says records existed. When a key to
+check checkpoints is given and the log has records, at least one checkpoint must exist: a deleted
+checkpoint file would otherwise let a rewritten, re-hashed log pass (``gatewayctl init`` signs the
+first one). Records after the last checkpoint are not covered by any signature yet (the gateway
+signs one every ~1000 records, every minute and at shutdown): ``VerifyResult.uncovered`` says how
+many, so the operator knows how much of the tail rests on the hash chain alone.
 
 The log is read up to its size at the start of the call (taken under a shared lock, so no write is
 half-way through): records appended while verification runs are simply not covered.
@@ -67,6 +72,8 @@ class VerifyResult:
         None  # the seq at which the problem shows (the expected seq)
     )
     checkpoints: int = 0  # checkpoints whose signature and position were checked
+    last_checkpoint_seq: int = 0  # the highest checkpointed seq (0 if none)
+    uncovered: int = 0  # records after the last checkpoint: protected by the chain alone
 
 
 def verify_log(
@@ -193,7 +200,17 @@ def verify_log(
             last_seq,
             prev,
         )
-    return VerifyResult(True, records, last_seq, prev, None, None, n_checkpoints)
+    if public_key is not None and checkpoints_path is not None and records and not anchors:
+        return fail(
+            f"the log has {records} records and a checkpoint key exists, but there is no signed checkpoint: "
+            f"{Path(checkpoints_path).name} was deleted or emptied, so a rewritten log could not be told apart",
+            1,
+            records,
+            last_seq,
+            prev,
+        )
+    covered = max(anchors, default=0)
+    return VerifyResult(True, records, last_seq, prev, None, None, n_checkpoints, covered, last_seq - covered)
 
 
 def iter_records(path: Path, *, since_seq: int | None = None) -> Iterator[AuditRecord]:

@@ -10,9 +10,12 @@ Rules this module keeps, because clients and safety depend on them:
   exception under any host (see ``gateway.wire.binance``); never a 504;
 - a signed request is checked before anything else: ``X-MBX-APIKEY`` names the key, ``signature``
   is the hex HMAC-SHA256 of the query string followed by the body (without the signature), the
-  ``timestamp`` is within ``recvWindow`` (default 5000 ms, at most 60000) of this server's clock,
-  and an order is accepted once (its signature is remembered until it expires: a captured request
-  cannot be replayed to place another).
+  ``timestamp`` is within ``recvWindow`` (default 5000 ms, at most 60000) of this server's clock.
+  The signature is checked before the credential's standing (revoked, expired, address), so
+  naming a revoked key proves nothing. An order is accepted once: after it parsed and its
+  credential may trade, its signature is remembered (per credential, bounded) until it expires,
+  and an order signed before this process started is refused (the memory of the previous one is
+  gone), so a captured request cannot be replayed to place another.
   Unauthenticated requests never reach the backend; a bad signature counts toward the remote's
   block (``record_failure``);
 - public endpoints (exchangeInfo, time, ping, tickers) need no key, as on Binance, because ccxt
@@ -39,6 +42,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import (
+    Forbidden,
     GatewayError,
     InvalidRequest,
     NotFound,
@@ -67,7 +71,7 @@ MAX_BODY_BYTES = 65536
 MAX_PARAMETERS = 64
 MARKETS_TTL_S = 30.0
 PRICE_TTL_S = 1.0
-MAX_REMEMBERED_SIGNATURES = 200_000
+MAX_REMEMBERED_SIGNATURES = 20_000  # per credential: 300 orders/s sustained over a 60 s window
 _SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
 _MANDATORY = "Mandatory parameter '{}' was not sent, was empty/null, or malformed."
 
@@ -78,28 +82,40 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Shared state
 
 
+class _Signatures:
+    """One credential's accepted order signatures, each kept until its timestamp leaves the
+    receive window (after that the timestamp check refuses it anyway)."""
+
+    def __init__(self) -> None:
+        self.expiry: dict[str, int] = {}
+        self.heap: list[tuple[int, str]] = []
+
+    def expire(self, now_ms: int) -> None:
+        while self.heap and self.heap[0][0] <= now_ms:
+            _, old = heapq.heappop(self.heap)
+            if self.expiry.get(old, now_ms + 1) <= now_ms:
+                del self.expiry[old]
+
+
 class ReplayGuard:
-    """Signatures of accepted orders, each kept until its timestamp leaves the receive window
-    (after that the timestamp check refuses it anyway). Bounded: when full of live entries it
-    refuses new orders rather than forget one."""
+    """Accepted order signatures, per credential. Bounded per credential: when one credential's
+    memory is full of live entries its new orders are refused (429) rather than one forgotten,
+    and no other credential is affected."""
 
     def __init__(self, capacity: int = MAX_REMEMBERED_SIGNATURES):
         self.capacity = capacity
-        self._expiry: dict[str, int] = {}
-        self._heap: list[tuple[int, str]] = []
+        self._by_key: dict[str, _Signatures] = {}
 
-    def admit(self, signature: str, expires_ms: int, now_ms: int) -> bool:
+    def admit(self, key_id: str, signature: str, expires_ms: int, now_ms: int) -> bool:
         """True the first time a signature is seen (within its lifetime), False on a replay."""
-        while self._heap and self._heap[0][0] <= now_ms:
-            _, old = heapq.heappop(self._heap)
-            if self._expiry.get(old, now_ms + 1) <= now_ms:
-                del self._expiry[old]
-        if signature in self._expiry:
+        seen = self._by_key.setdefault(key_id, _Signatures())
+        seen.expire(now_ms)
+        if signature in seen.expiry:
             return False
-        if len(self._expiry) >= self.capacity:
-            raise wire.BinanceError(429, wire.TOO_MANY_REQUESTS, "Too many signed requests; slow down.")
-        self._expiry[signature] = expires_ms
-        heapq.heappush(self._heap, (expires_ms, signature))
+        if len(seen.expiry) >= self.capacity:
+            raise wire.BinanceError(429, wire.TOO_MANY_REQUESTS, "Too many signed orders from this key; slow down.")
+        seen.expiry[signature] = expires_ms
+        heapq.heappush(seen.heap, (expires_ms, signature))
         return True
 
 
@@ -112,10 +128,16 @@ class BinanceState:
     auth: Authenticator
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     replay: ReplayGuard = dataclasses.field(default_factory=ReplayGuard)
+    # Orders signed before this moment are refused: the replay memory does not survive a restart.
+    started_ms: int | None = None
     _book: wire.SymbolBook | None = None
     _book_at: float = 0.0
     _book_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     _prices: dict[str, tuple[Decimal, float]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.started_ms is None:
+            self.started_ms = self.clock_ms()
 
     async def book(self) -> wire.SymbolBook:
         """The venue's crypto markets, cached for MARKETS_TTL_S (an empty answer is not cached)."""
@@ -148,6 +170,7 @@ STATE = web.AppKey("binance_state", BinanceState)
 CALLER = web.RequestKey("binance_caller", Caller)
 PARAMS = web.RequestKey("binance_params", dict)
 RAW_BODY = web.RequestKey("binance_raw_body", bytes)
+SIGNATURE = web.RequestKey("binance_signature", str)
 
 
 def _public_caller(remote: str | None = None) -> Caller:
@@ -325,20 +348,28 @@ async def authenticate_request(request: web.Request, state: BinanceState) -> Cal
     key_id = request.headers.get(API_KEY_HEADER)
     if not key_id or len(key_id) > MAX_API_KEY_LENGTH or not key_id.isprintable():
         raise wire.BinanceError(401, wire.BAD_API_KEY, "API-key format invalid.")
-    try:
-        secret, caller = state.auth.hmac_secret(key_id, DIALECT, request.remote)
-    except Unauthorized:
-        raise wire.BinanceError(401, wire.REJECTED_API_KEY, "Invalid API-key, IP, or permissions for action.") from None
     raw_query = _raw_query(request)
     raw_body = await _read_body(request)
     form = _is_form(request)
     payload, signature = _signed_payload(raw_query, raw_body, form)
-    expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
-    if signature is None or not _SIGNATURE.match(signature) or not hmac.compare_digest(expected, signature.lower()):
-        _record_failure(state.auth, caller.key_id, request.remote, "bad request signature")
-        raise wire.BinanceError(401, wire.BAD_SIGNATURE, "Signature for this request is not valid.")
+    verdicts: list[bool] = []
+
+    def signed_with(secret: bytes) -> bool:
+        expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
+        ok = signature is not None and bool(_SIGNATURE.match(signature)) and hmac.compare_digest(expected, signature.lower())
+        verdicts.append(ok)
+        return ok
+
+    try:
+        caller = state.auth.verify_signed(key_id, DIALECT, request.remote, signed_with)
+    except Unauthorized:
+        if verdicts == [False]:
+            raise wire.BinanceError(401, wire.BAD_SIGNATURE, "Signature for this request is not valid.") from None
+        raise wire.BinanceError(401, wire.REJECTED_API_KEY, "Invalid API-key, IP, or permissions for action.") from None
+    assert signature is not None  # signed_with accepted it
     params = _parse_params(raw_query, _ascii(raw_body) if form else "")
-    _check_freshness(request, state, params, signature, caller)
+    _check_freshness(params, state)
+    request[SIGNATURE] = signature.lower()
     confidence = request.headers.get(CONFIDENCE_HEADER)
     if confidence is not None:
         value = parse_decimal(confidence, CONFIDENCE_HEADER, maximum=Decimal(1), allow_zero=True)
@@ -356,9 +387,7 @@ def _raw_query(request: web.Request) -> str:
     return query.partition("#")[0]
 
 
-def _check_freshness(
-    request: web.Request, state: BinanceState, params: dict[str, str], signature: str, caller: Caller
-) -> None:
+def _check_freshness(params: dict[str, str], state: BinanceState) -> None:
     timestamp = params.get("timestamp", "")
     if not timestamp.isdigit() or len(timestamp) > 16:
         raise wire.BinanceError(400, wire.MANDATORY_PARAMETER, _MANDATORY.format("timestamp"))
@@ -367,11 +396,25 @@ def _check_freshness(
     sent = int(timestamp)
     if sent > now + FUTURE_TOLERANCE_MS or now - sent > window:
         raise wire.BinanceError(401, wire.BAD_SIGNATURE, "Timestamp for this request is outside of the recvWindow.")
-    # Only order placement is guarded: a replayed cancel or setting changes nothing, and an
-    # identical one can be legitimate (two calls in the same millisecond).
-    if _flag(request, "_binance_order") and not state.replay.admit(
-        signature.lower(), sent + window + FUTURE_TOLERANCE_MS, now
-    ):
+
+
+def admit_order_once(request: web.Request) -> None:
+    """An order's signature is remembered only once the order parsed and its credential may
+    trade: otherwise any key, even a read-only one, could fill the memory with garbage. Only
+    order placement is guarded: a replayed cancel or setting changes nothing, and an identical
+    one can be legitimate (two calls in the same millisecond)."""
+    state, caller, params = _state(request), caller_of(request), params_of(request)
+    scopes_of = getattr(state.auth, "scopes_of", None)
+    if scopes_of is not None and "trade" not in scopes_of(caller.key_id):
+        raise Forbidden("this credential lacks the 'trade' scope")
+    sent, window = int(params["timestamp"]), _recv_window(params.get("recvWindow"))
+    assert state.started_ms is not None
+    if sent < state.started_ms:
+        _record_failure(state.auth, caller.key_id, request.remote, "order signed before the gateway started")
+        raise wire.BinanceError(
+            401, wire.BAD_SIGNATURE, "This order was signed before the gateway started; sign a new one."
+        )
+    if not state.replay.admit(caller.key_id, request[SIGNATURE], sent + window + FUTURE_TOLERANCE_MS, state.clock_ms()):
         _record_failure(state.auth, caller.key_id, request.remote, "replayed request signature")
         raise wire.BinanceError(
             401, wire.BAD_SIGNATURE, "This signed request was already accepted once; sign a new one."
@@ -696,6 +739,7 @@ async def _cancel(request: web.Request, order: Order) -> Order:
 @order_route
 async def new_order(request: web.Request) -> web.Response:
     intent = wire.parse_order(params_of(request), await _state(request).book())
+    admit_order_once(request)
     order = await _backend(request).submit_order(caller_of(request), intent)
     return json_response(wire.order_to_wire(order))
 
@@ -750,6 +794,7 @@ async def cancel_all_open_orders(request: web.Request) -> web.Response:
 @order_route
 async def new_algo_order(request: web.Request) -> web.Response:
     intent = wire.parse_algo_order(params_of(request), await _state(request).book())
+    admit_order_once(request)
     order = await _backend(request).submit_order(caller_of(request), intent)
     return json_response(wire.algo_order_to_wire(order))
 

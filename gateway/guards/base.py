@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..model import Caller, Decision, Order
+from .options import Option
 
 
 class Guard:
+    # The gateway.json keys this guard reads (see options.Option); gateway.config collects them.
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+
     def seen(self, caller: Caller) -> None:
         """Any authenticated request from this credential."""
 

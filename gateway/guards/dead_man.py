@@ -8,15 +8,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from pydantic import Field
 
 from ..errors import GatewayError
 from ..model import Caller, Order
 from .base import Guard
+from .options import Option
 
 log = logging.getLogger("gateway.dead_man")
 
 
 class DeadMansSwitch(Guard):
+    OPTIONS = (
+        Option(
+            "dead_man_switch_s",
+            Annotated[float, Field(gt=0)] | None,
+            None,
+            "cancel a bot's open orders after it has sent nothing for this many seconds; off when unset",
+        ),
+    )
+
     def __init__(
         self,
         timeout_s: float,

@@ -9,14 +9,51 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import Forbidden
 from ..model import Caller, Decision
 from .base import Guard
+from .options import Option
 
+
+class RejectionBurstOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    count: int = Field(20, ge=1, description="rejected orders that suspend a credential")
+    window_s: float = Field(60.0, gt=0, description="within this many seconds")
+
+
+# Refusals that only reflect the gateway's own state (a lockdown, reduce-only): counting them
+# would suspend every bot during a lockdown and keep them suspended after the unlock.
 _STATE_CODES = frozenset({"trading_locked", "reduce_only"})
+# Refusals because the venue is unreachable (no fresh account, no price, leverage not
+# confirmable). A decision touched by one says nothing about the bot, whatever else it names:
+# its other codes were judged on stale data. Counting them would suspend every bot that retries
+# through an outage, and the suspension would outlast it.
+_VENUE_DOWN_CODES = frozenset({"stale_account", "no_reference_price", "leverage_unverified"})
 
 
 class RejectionBurst(Guard):
+    OPTIONS = (
+        Option(
+            "rejection_burst",
+            RejectionBurstOptions | Literal["off"],
+            RejectionBurstOptions(),
+            'suspend a credential after {"count": N, "window_s": S} rejections; on by default, "off" to disable',
+        ),
+    )
+
+    @classmethod
+    def from_options(
+        cls, value: RejectionBurstOptions | Literal["off"], on_suspend: Callable[[str, str], None]
+    ) -> "RejectionBurst | None":
+        if value == "off":
+            return None
+        return cls(count=value.count, window_s=value.window_s, on_suspend=on_suspend)
+
     def __init__(
         self,
         *,
@@ -38,10 +75,8 @@ class RejectionBurst(Guard):
             raise Forbidden(f"credential suspended: {reason}; an operator must lift it")
 
     def decided(self, caller: Caller, decision: Decision) -> None:
-        # Refusals that only reflect the gateway's own state (a lockdown, reduce-only) say
-        # nothing about the bot: counting them would suspend every bot during a lockdown and
-        # keep them suspended after the unlock.
-        if decision.allowed or set(decision.codes) <= _STATE_CODES:
+        codes = set(decision.codes)
+        if decision.allowed or codes <= _STATE_CODES or codes & _VENUE_DOWN_CODES:
             return
         now = self.clock()
         window = self._rejections.setdefault(caller.key_id, deque())

@@ -6,14 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Annotated
+
 import aiohttp
+from pydantic import StringConstraints
 
 from ..control.state import TradingControl
+from .options import Option
 
 log = logging.getLogger("gateway.webhook")
 
 
 class StateWebhook:
+    OPTIONS = (
+        Option(
+            "webhook_url",
+            Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)] | None,
+            None,
+            "POST every trading-state change here (JSON); off when unset",
+        ),
+    )
+
     def __init__(self, url: str, control: TradingControl, gateway_id: str, *, poll_s: float = 0.25, timeout_s: float = 5.0):
         self.url = url
         self.control = control

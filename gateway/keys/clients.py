@@ -90,6 +90,9 @@ _INVALID = "invalid credentials"
 _DUMMY_DIGEST = hashlib.sha256(b"gateway: no such credential").digest()
 
 AuthFailureHook = Callable[[str, "str | None", str], None]
+# Called when a request PROVED it holds a revoked credential's secret (a correct secret or
+# signature): the credential has leaked. Never called for a mere claim of a key id.
+RevokedUseHook = Callable[[str, "str | None"], None]
 
 
 class CredentialError(Exception):
@@ -331,6 +334,7 @@ class BotCredentials(Authenticator):
         *,
         clock: Callable[[], float] = time.time,
         on_auth_failure: AuthFailureHook | None = None,
+        on_revoked_use: RevokedUseHook | None = None,
         max_failures: int = 10,
         failure_window_s: float = 60.0,
         block_s: float = 300.0,
@@ -342,6 +346,7 @@ class BotCredentials(Authenticator):
         self.vault = vault
         self.clock = clock
         self.on_auth_failure = on_auth_failure
+        self.on_revoked_use = on_revoked_use
         self.max_failures = max_failures
         self.failure_window_s = failure_window_s
         self.block_s = block_s
@@ -518,7 +523,9 @@ class BotCredentials(Authenticator):
             raise self._fail(key_id, remote, "unknown key id", now)
         return rec
 
-    def _check_rest(self, rec: _Client, dialect: str, remote: str | None, now: float) -> None:
+    def _check_rest(self, rec: _Client, dialect: str, remote: str | None, now: float, *, proven: bool) -> None:
+        """The credential's standing. ``proven``: the request showed the secret (or a correct
+        signature with it), so a revoked credential in use means it has leaked."""
         why = rec.refusal(now)
         if why is None and dialect not in rec.dialects:
             why = f"dialect {_printable(dialect)!r} not allowed for this credential"
@@ -527,7 +534,13 @@ class BotCredentials(Authenticator):
             if ip is None or not any(ip in net for net in rec.allowed_ips if net.version == ip.version):
                 why = f"remote address {_printable(str(remote))} not in the credential's allowlist"
         if why is not None:
-            raise self._fail(rec.key_id, remote, why, now)
+            failure = self._fail(rec.key_id, remote, why, now)
+            if proven and rec.revoked_at is not None and self.on_revoked_use is not None:
+                try:
+                    self.on_revoked_use(rec.key_id, remote)
+                except Exception:  # a hook must not turn a 401 into a 500
+                    log.exception("on_revoked_use hook failed")
+            raise failure
 
     def authenticate(self, key_id: str, secret: str, dialect: str, remote: str | None) -> Caller:
         with self._lock:
@@ -542,22 +555,45 @@ class BotCredentials(Authenticator):
                 raise self._fail(key_id, remote, "missing secret", now)
             if not hmac.compare_digest(_sha256(secret), rec.secret_sha256):
                 raise self._fail(key_id, remote, "wrong secret", now)
-            self._check_rest(rec, dialect, remote, now)
+            self._check_rest(rec, dialect, remote, now, proven=True)
             return Caller(key_id=rec.key_id, dialect=dialect, remote=remote)
 
     def hmac_secret(self, key_id: str, dialect: str, remote: str | None) -> tuple[bytes, Caller]:
+        """The secret of a usable credential. Its standing is checked before any signature is,
+        so nothing here proves the caller holds the key; prefer ``verify_signed``."""
         with self._lock:
             now = self.clock()
             rec = self._usable(key_id, dialect, remote, now)
-            self._check_rest(rec, dialect, remote, now)
-            try:
-                secret = self.vault.get(f"client/{rec.key_id}")
-            except SecretNotFound:
-                raise self._fail(key_id, remote, "credential secret missing from the key store", now, count=False) from None
-            except VaultError as exc:
-                log.error("key store unusable while verifying a bot signature: %s", exc)
-                raise self._fail(key_id, remote, "key store unreadable", now, count=False) from None
-            return secret, Caller(key_id=rec.key_id, dialect=dialect, remote=remote)
+            self._check_rest(rec, dialect, remote, now, proven=False)
+            return self._secret_of(rec, remote, now), Caller(key_id=rec.key_id, dialect=dialect, remote=remote)
+
+    def verify_signed(
+        self, key_id: str, dialect: str, remote: str | None, signed_with: Callable[[bytes], bool]
+    ) -> Caller:
+        """Signature first, then standing: ``signed_with(secret)`` says whether the request was
+        signed with the credential's secret. Only a correctly signed request reaches the
+        revocation, expiry, dialect and address checks, so merely naming a revoked key id (with
+        any signature) is a plain bad signature and cannot trigger ``on_revoked_use``."""
+        with self._lock:
+            now = self.clock()
+            rec = self._usable(key_id, dialect, remote, now)
+            secret = self._secret_of(rec, remote, now)
+            if not signed_with(secret):
+                raise self._fail(rec.key_id, remote, "bad request signature", now)
+            self._check_rest(rec, dialect, remote, now, proven=True)
+            return Caller(key_id=rec.key_id, dialect=dialect, remote=remote)
+
+    def _secret_of(self, rec: _Client, remote: str | None, now: float) -> bytes:
+        try:
+            return self.vault.get(f"client/{rec.key_id}")
+        except SecretNotFound:
+            refused = rec.refusal(now)
+            if refused is not None:  # a dead credential whose secret was pruned: nothing to prove
+                raise self._fail(rec.key_id, remote, f"{refused} (secret pruned)", now) from None
+            raise self._fail(rec.key_id, remote, "credential secret missing from the key store", now, count=False) from None
+        except VaultError as exc:
+            log.error("key store unusable while verifying a bot signature: %s", exc)
+            raise self._fail(rec.key_id, remote, "key store unreadable", now, count=False) from None
 
     # -- scopes ---------------------------------------------------------------------------
 
@@ -656,18 +692,17 @@ class BotCredentials(Authenticator):
             return self._add(record, lifetime, rotated_from=key_id, on_doc=retire_old)
 
     def revoke(self, key_id: str) -> None:
-        """Refuse ``key_id`` from the next request on (in every process). Idempotent."""
+        """Refuse ``key_id`` from the next request on (in every process). Idempotent.
+
+        The secret stays in the (encrypted) vault until ``prune``: a signed request can only be
+        proven to come from a holder of the revoked key (a leak, see ``on_revoked_use``) while
+        the secret is there to check the signature with."""
         with self._mutation() as doc:
             cur = doc["clients"].get(key_id)
             if cur is None:
                 raise CredentialError(f"no credential {key_id!r}")
             if cur["revoked_at"] is None:
                 cur["revoked_at"] = utc_iso(self.clock())
-        # The secret is no longer needed for anything; drop it from the vault too.
-        try:
-            self.vault.delete_many([f"client/{key_id}"])
-        except VaultError as exc:
-            log.error("credential %s revoked, but its secret could not be removed from the key store: %s", key_id, exc)
 
     def prune(self) -> int:
         """Remove from the vault the secrets of credentials that can never work again (revoked,

@@ -96,6 +96,11 @@ class Ledger:
         """By venue id, or by client id."""
         return self._by_venue.get(order_id) or self._by_client.get(order_id)
 
+    def client_id_free(self, client_order_id: str) -> bool:
+        """Unused, or used only by an order proven never to have reached the venue."""
+        known = self._by_client.get(client_order_id)
+        return known is None or (known.phase is Phase.DONE and known.venue_id is None)
+
     def open_orders(self, symbol: str | None = None, key_id: str | None = None) -> list[LedgerOrder]:
         return [
             o
@@ -136,7 +141,7 @@ class Ledger:
         """An order was allowed (and ``counted`` by the engine in the same step): track it.
         ``protective_stop``: its stop leg was attached by the gateway, which owns it."""
         order = from_intent(intent, role, key_id, valuation, protective_stop)
-        if intent.client_order_id in self._by_client:
+        if not self.client_id_free(order.client_order_id):
             raise ValueError(f"client order id {intent.client_order_id} is already in the ledger")
         order.counted = counted
         if replaces is not None:

@@ -190,7 +190,7 @@ class RiskGateway(Backend):
             intent = replace(intent, client_order_id=new_client_id())
         else:
             existing = self.ledger.get(intent.client_order_id)
-            if existing is not None and not _absent(existing):
+            if existing is not None and not self.ledger.client_id_free(intent.client_order_id):
                 return await self._repeat(existing, intent)
         decision = None
         try:
@@ -501,11 +501,6 @@ class RiskGateway(Backend):
 
     def _audit_later(self, type: str, data: dict) -> None:
         self.orders.audit_later(type, None, data)
-
-
-def _absent(order: LedgerOrder) -> bool:
-    """Proven never to have reached the venue: its client id may be used again."""
-    return order.phase is Phase.DONE and order.venue_id is None
 
 
 def _same_order(order: LedgerOrder, intent: OrderIntent) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import (
     GatewayError,
+    OrderRejected,
     RiskRejected,
     TradingHalted,
     UpstreamUnavailable,
@@ -103,6 +104,10 @@ class OrderPath:
         """Trading state, policy, rules, and (when allowed) the ledger entry that counts the
         order: one synchronous step, no await, so no two orders can both take the last room."""
         self.ledger.current(self.monotonic())
+        if intent.client_order_id and not self.ledger.client_id_free(intent.client_order_id):
+            # Another request with this id got here first (checked again in this synchronous
+            # step: the earlier check was before the awaits of the market facts).
+            raise OrderRejected("client_order_id must be unique")
         if replaces is not None:
             self.ledger.suspend(replaces)
         decision, final, counted = self.engine.check_and_reserve(

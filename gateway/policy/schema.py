@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from .strict_yaml import StrictYamlError, load_strict
+
 # Hard ceilings: no signed policy can go above these (the product's promise).
 HARD_CEILINGS: dict[str, Decimal] = {
     "max_leverage": Decimal("10"),
@@ -476,7 +478,9 @@ class LoadedPolicy(BaseModel):
 def parse_policy(data: bytes) -> LoadedPolicy:
     """Parse and validate policy YAML. Raises PolicyError naming every bad or missing field."""
     try:
-        document = yaml.safe_load(data)
+        document = load_strict(data)
+    except StrictYamlError as exc:
+        raise PolicyError(f"policy is ambiguous YAML: {exc}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy is not valid YAML: {exc}") from None
     if not isinstance(document, dict):

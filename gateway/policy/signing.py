@@ -273,6 +273,8 @@ def sign_file(policy_path: Path, private_key_path: Path, *, kind: Kind = "policy
     policy_path = Path(policy_path)
     private_key = load_private_key(private_key_path)
     data = policy_path.read_bytes()
+    if kind == "policy":
+        _refuse_ambiguous_yaml(policy_path, data)
     sig_path = sig_path_for(policy_path)
     try:
         existing = read_sig_file(policy_path)
@@ -284,6 +286,21 @@ def sign_file(policy_path: Path, private_key_path: Path, *, kind: Kind = "policy
     doc = sign_bytes(data, private_key, existing, kind=kind)
     write_public(sig_path, dump_sig_doc(doc))
     return sig_path
+
+
+def _refuse_ambiguous_yaml(path: Path, data: bytes) -> None:
+    """A signer vouches for what they read: refuse to sign YAML whose meaning is not what it
+    shows (a duplicated key, a merge key). Other problems are for ``policy verify`` to report."""
+    import yaml
+
+    from .strict_yaml import StrictYamlError, load_strict
+
+    try:
+        load_strict(data)
+    except StrictYamlError as exc:
+        raise SignatureError("ambiguous_yaml", f"refusing to sign {path}: {exc}") from None
+    except yaml.YAMLError:
+        pass
 
 
 # --- verification -----------------------------------------------------------------------------

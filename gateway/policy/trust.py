@@ -46,10 +46,13 @@ The new document is signed like a policy but for the ``trust`` purpose
 4. at least ``threshold`` keys of the NEW trust signed it too (TUF: the new keys prove they are
    held, so a mistyped key cannot lock the gateway out) (``not_enough_signers``);
 5. if it widens authority (adds a key, lowers ``threshold`` or ``loosen_threshold``) it needs
-   ``min(loosen_threshold, number of current keys)`` current signers: adding a signer is what
-   later makes loosening possible, so it gets the four-eyes rule too. With a single current key
-   that is the one key: that is how a one-key gateway gets its second signer
-   (``not_enough_signers``);
+   ``loosen_threshold`` current signers: adding a signer is what later makes loosening
+   possible, so it gets the four-eyes rule too (``not_enough_signers``). A trust with fewer keys
+   than that (a one-key home made before ``init`` created two signers) cannot reach it; there a
+   new signer is added only with an operator's confirmation on the gateway host, naming the new
+   key's id (``confirmed_key_ids``, ``gatewayctl trust add-key --confirm-on-host KEY_ID``),
+   plus ``threshold`` current signers (``needs_host_confirmation``). One key holder alone can
+   therefore never add a second key of their own and then loosen;
 6. the installed policy still verifies under the new trust with its ``threshold`` (otherwise
    the gateway would refuse to start): have the new keys co-sign ``policy/active.yaml`` first
    (``active_policy_unverifiable``).
@@ -308,8 +311,9 @@ def _names(trust: Trust, key_ids: Iterable[str]) -> str:
     return ", ".join(trust.name_of(k) for k in ids) if ids else "none"
 
 
-def rotate_trust(home: Home, new_trust_path: Path) -> Trust:
-    """Install the trust document at ``new_trust_path`` (see the module docstring for the rules)."""
+def rotate_trust(home: Home, new_trust_path: Path, *, confirmed_key_ids: Iterable[str] = ()) -> Trust:
+    """Install the trust document at ``new_trust_path`` (see the module docstring for the rules).
+    ``confirmed_key_ids``: new keys an operator confirmed on the host (rule 5)."""
     from .store import read_installed  # store imports this module
 
     new_trust_path = Path(new_trust_path)
@@ -347,8 +351,8 @@ def rotate_trust(home: Home, new_trust_path: Path) -> Trust:
                 )
         need_current = current.threshold
         widening = current.widens(new)
-        if widening:
-            need_current = max(need_current, min(current.loosen_threshold, len(current.keys)))
+        if widening and len(current.keys) >= current.loosen_threshold:
+            need_current = max(need_current, current.loosen_threshold)
         if len(by_current.valid) < need_current:
             why = " (it adds a signer or lowers a threshold, so it needs the loosening quorum)" if widening else ""
             raise TrustError(
@@ -362,6 +366,17 @@ def rotate_trust(home: Home, new_trust_path: Path) -> Trust:
                 f"the new trust document needs {new.threshold} distinct signer(s) among its OWN keys "
                 f"(proving they are held); it has {len(by_new.valid)}: {_names(new, by_new.valid)}",
             )
+        if widening and len(current.keys) < current.loosen_threshold:
+            added = set(new.keys) - set(current.keys)
+            unconfirmed = sorted(added - set(confirmed_key_ids))
+            if unconfirmed:
+                raise TrustError(
+                    "needs_host_confirmation",
+                    f"the current trust has {len(current.keys)} key(s), fewer than the {current.loosen_threshold} "
+                    "signers that widening needs, so one key holder could add a key of their own and then loosen "
+                    "the policy alone. An operator on the gateway host must confirm the new signer: "
+                    f"gatewayctl trust add-key --confirm-on-host {unconfirmed[0]} ...",
+                )
         installed = read_installed(home)
         if installed is not None:
             policy_bytes, policy_sig = installed

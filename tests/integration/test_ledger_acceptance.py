@@ -312,3 +312,18 @@ async def test_a_bot_retrying_an_unknown_symbol_costs_one_lookup(proxied_gateway
                                                                   time_in_force=TimeInForce.DAY))
         assert "unknown_symbol" in str(error)
     assert proxy.total("GET", "/v2/assets/ZZZZ") == 1
+
+
+async def test_two_concurrent_orders_with_one_client_id_place_one_order(gateway):
+    async with aiohttp.ClientSession(headers=gateway.headers) as session:
+        async def post(qty):
+            body = {"symbol": "AAPL", "qty": qty, "side": "buy", "type": "limit", "limit_price": 150,
+                    "time_in_force": "gtc", "client_order_id": "twice"}
+            async with session.post(f"{gateway.url}/v2/orders", json=body) as resp:
+                return resp.status, await resp.json()
+
+        results = await asyncio.gather(post(1), post(2))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 422], results
+    assert gateway.gateway.portfolio.book("AAPL").pending_buy_qty in (1, 2)
+    assert len([o for o in gateway.gateway.pipeline.ledger.open_orders() if o.client_order_id == "twice"]) == 1

@@ -48,9 +48,7 @@ def edited(home: Path, target: Path, version: int, position_pct: str) -> Path:
 
 def test_cli_round_trip_keygen_edit_sign_twice_diff_verify_apply_status(gateway_home, short_tmp):
     home = str(gateway_home.home)
-    second = short_tmp / "second.key"
-    run("policy", "keygen", "--out", str(second))
-    run("trust", "add-key", "--home", home, "--public-key", str(second.with_suffix(".pub")), "--key", str(gateway_home.signer_key))
+    second = gateway_home.second_signer_key  # init makes two signers, for two people
 
     tighter = edited(gateway_home.home, short_tmp / "v2.yaml", 2, "1.5")
     run("policy", "sign", str(tighter), "--key", str(gateway_home.signer_key))

@@ -101,8 +101,35 @@ def test_revoked_refused_on_next_request(creds, failures):
     assert failures[-1][2] == "credential revoked"
     with pytest.raises(Unauthorized):
         creds.hmac_secret(c.key_id, "binance-futures", IP)
-    assert f"client/{c.key_id}" not in creds.vault.names()  # secret dropped from the vault
     assert creds.list()[0]["status"] == "revoked"
+    # Kept (encrypted) until pruned, so a correctly signed use can still be recognised as a leak.
+    assert f"client/{c.key_id}" in creds.vault.names()
+    creds.prune()
+    assert f"client/{c.key_id}" not in creds.vault.names()
+
+
+def _signer(secret: str):
+    """``signed_with`` for a request signed with ``secret``: true for that key only."""
+    return lambda key: key == secret.encode()
+
+
+def test_only_a_proven_holder_of_a_revoked_key_counts_as_revoked_use(home):
+    """Finding 1: naming a revoked key id with a made-up signature is a bad signature, not a use
+    of the revoked key; only a correct signature (or secret) is."""
+    uses: list[str] = []
+    creds = BotCredentials(home, Vault.open(home), on_revoked_use=lambda key_id, remote: uses.append(key_id))
+    c = creds.issue()
+    creds.revoke(c.key_id)
+    with pytest.raises(Unauthorized):
+        creds.verify_signed(c.key_id, "binance-futures", IP, _signer("not the secret"))
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret(c.key_id, "binance-futures", IP)
+    refused(creds, c.key_id, "not the secret")
+    assert uses == []
+    with pytest.raises(Unauthorized):
+        creds.verify_signed(c.key_id, "binance-futures", IP, _signer(c.secret))
+    refused(creds, c.key_id, c.secret)
+    assert uses == [c.key_id, c.key_id]
 
 
 def test_expired(creds, clock, failures):
@@ -317,3 +344,16 @@ def test_change_seen_by_stat_alone(home, creds, monkeypatch):
     creds.authenticate(c.key_id, c.secret, "alpaca", IP)
     other_process(home).revoke(c.key_id)
     refused(creds, c.key_id, c.secret)
+
+
+def test_a_pruned_revoked_key_is_refused_once_and_never_counts_as_proven_use(home):
+    uses: list[str] = []
+    failures: list[str] = []
+    creds = BotCredentials(home, Vault.open(home), on_revoked_use=lambda key_id, remote: uses.append(key_id),
+                           on_auth_failure=lambda key_id, remote, why: failures.append(why))
+    c = creds.issue()
+    creds.revoke(c.key_id)
+    creds.prune()
+    with pytest.raises(Unauthorized):
+        creds.verify_signed(c.key_id, "binance-futures", IP, _signer(c.secret))
+    assert failures == ["credential revoked (secret pruned)"] and uses == []

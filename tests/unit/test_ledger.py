@@ -321,3 +321,14 @@ def test_random_histories_keep_the_book_equal_to_a_recount_and_never_negative():
             buys, sells = pending(ledger)
             assert buys >= 0 and sells >= 0
             assert (buys, sells) == recount(ledger)
+
+
+def test_a_client_id_is_free_again_only_when_its_order_never_reached_the_venue():
+    ledger = fresh()
+    refused = record(ledger, intent(cid="again"))
+    ledger.refused(refused)
+    assert ledger.client_id_free("again")
+    landed = record(ledger, intent(cid="again"))
+    assert ledger.get("again") is landed and not ledger.client_id_free("again")
+    ledger.acknowledged(landed, venue_order("v9", "again", status=OrderStatus.FILLED, filled="10"))
+    assert not ledger.client_id_free("again")  # filled at the venue: the id is taken for good

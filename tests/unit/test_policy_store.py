@@ -456,7 +456,11 @@ def test_rotation_adds_a_second_signer_and_then_loosening_works(solo: Env):
     current = Trust.load(solo.home.trust)
     new = current.successor(add={"bob": solo.keys["bob"].with_suffix(".pub")})
     path = _write_trust(solo, new, "alice", "bob")
-    installed = rotate_trust(solo.home, path)
+    # One key holder alone cannot add a second key (it would let them loosen alone): an operator
+    # on the host confirms the new signer by its id.
+    message = _trust_unchanged(solo, solo.snapshot(), "needs_host_confirmation", path)
+    assert solo.kid("bob") in message
+    installed = rotate_trust(solo.home, path, confirmed_key_ids=[solo.kid("bob")])
     assert installed == new and Trust.load(solo.home.trust).version == 2
     assert (solo.home.policy_history / "trust-v1.json").exists()
     assert read_sig_file(solo.home.trust) == read_sig_file(path)

@@ -336,7 +336,8 @@ class Gateway:
                 "recovery": note,
             },
         )
-        await self.pipeline.start()
+        journal = await asyncio.to_thread(_read_journal, self.home.audit_log)
+        await self.pipeline.start(journal)
         from .guards.state_webhook import StateWebhook
 
         runners = [guard.run() for guard in self.pipeline.guards]
@@ -439,3 +440,11 @@ async def run(home: Home, options: ServeOptions, *, ready: asyncio.Event | None 
 def serve(home_path: str | Path, options: ServeOptions) -> None:
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(Home.at(home_path), options))
+
+
+def _read_journal(path):
+    """The ledger's journal: the audit log read once at start (see ledger/journal.py)."""
+    from .audit.verify import iter_records
+    from .ledger.journal import read_journal
+
+    return read_journal(iter_records(path))

@@ -52,6 +52,14 @@ class DeadMansSwitch(Guard):
     def seen(self, caller: Caller) -> None:
         self._last_seen[caller.key_id] = self.clock()
 
+    def restore_orders(self, owned: dict[str, set[str]]) -> None:
+        """After a restart: each credential's open orders (from the ledger, named by the
+        journal), the credential counted as seen now, so it gets a full timeout to show up."""
+        now = self.clock()
+        for key_id, order_ids in owned.items():
+            self._orders.setdefault(key_id, set()).update(order_ids)
+            self._last_seen.setdefault(key_id, now)
+
     def accepted(self, caller: Caller, order: Order) -> None:
         if order.status.is_open:
             self._orders.setdefault(caller.key_id, set()).add(order.id)

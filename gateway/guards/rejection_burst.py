@@ -91,3 +91,8 @@ class RejectionBurst(Guard):
 
     def lift(self, key_id: str) -> bool:
         return self.suspended.pop(key_id, None) is not None
+
+    def restore_suspensions(self, suspended: dict[str, str]) -> None:
+        """Suspensions survive a restart: the journal (audit log) remembers the ones not lifted."""
+        for key_id, reason in suspended.items():
+            self.suspended.setdefault(key_id, f"{reason} (before a restart)")

@@ -40,6 +40,7 @@ from ..model import (
     VenueEvent,
 )
 from ..risk.portfolio import Counted, Portfolio
+from .journal import Journal
 from .orders import (
     ZERO,
     LedgerOrder,
@@ -83,6 +84,7 @@ class Ledger:
         self.reconciled_since_connect = False
         self._connected_epoch = 0
         self.listeners: list[Listener] = []
+        self.journal = Journal()  # who placed what, read from the audit log at start
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -357,7 +359,11 @@ class Ledger:
     # -- internals -------------------------------------------------------------------------
 
     def _adopt(self, venue_order: Order, role: Role, parent: LedgerOrder | None) -> LedgerOrder:
-        order = from_venue(venue_order, role, None, self.book.mark(venue_order.symbol))
+        owner = self.journal.owner(venue_order.client_order_id, venue_order.id)
+        key_id = None
+        if owner is not None:  # forwarded by this gateway before a restart: the journal names it
+            role, key_id = owner.role, owner.key_id
+        order = from_venue(venue_order, role, key_id, self.book.mark(venue_order.symbol))
         if order.client_order_id in self._by_client:
             order.client_order_id = f"venue:{venue_order.id}"  # never shadow an order we track
         order.parent = parent

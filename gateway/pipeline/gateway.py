@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..guards.base import Guard
 from ..ledger import Change, Ledger, LedgerOrder, Phase
+from ..ledger.journal import Journal
 from ..market_data import AccountService, MarketReads
 from ..model import (
     AssetClass,
@@ -139,10 +140,37 @@ class RiskGateway(Backend):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """First snapshot (a failure leaves the book stale: orders fail closed), then the loop."""
+    async def start(self, journal: Journal | None = None) -> None:
+        """Restore what the journal (the audit log) remembers, take the first snapshot (a failure
+        leaves the book stale: orders fail closed), then keep reconciling."""
+        if journal is not None:
+            self.restore(journal)
         await self.reconciler.run()
         self.reconciler.start()
+        for guard in self.guards:
+            restore = getattr(guard, "restore_orders", None)
+            if restore is not None:
+                restore(self._open_orders_by_credential())
+
+    def restore(self, journal: Journal) -> None:
+        """Who placed which order, the stops the gateway still owes, suspended credentials."""
+        self.ledger.journal = journal
+        for symbol, (stop, asset_class, side) in journal.stop_targets.items():
+            try:
+                self.protective.owe(symbol, AssetClass(asset_class), stop, Side(side).opposite)
+            except ValueError:
+                continue
+        for guard in self.guards:
+            restore = getattr(guard, "restore_suspensions", None)
+            if restore is not None:
+                restore(journal.suspended)
+
+    def _open_orders_by_credential(self) -> dict[str, set[str]]:
+        owned: dict[str, set[str]] = {}
+        for order in self.ledger.open_orders():
+            if order.key_id is not None and order.venue_id is not None:
+                owned.setdefault(order.key_id, set()).add(order.venue_id)
+        return owned
 
     async def stop(self) -> None:
         self._unsubscribe()
@@ -173,7 +201,7 @@ class RiskGateway(Backend):
 
     async def _forwarded(self, entry: LedgerOrder) -> None:
         if entry.gateway_stop is not None:
-            self.protective.expect(entry.symbol, entry.asset_class, entry.gateway_stop)
+            self.protective.expect(entry.symbol, entry.asset_class, entry.gateway_stop, entry.side.opposite)
             if entry.filled_qty > 0:
                 # Filled at once: the bot hears back only once its position is protected.
                 await self.protective.ensure(entry.symbol)

@@ -191,6 +191,9 @@ class OrderPath:
         }
         if entry is not None:
             record["role"] = entry.role.value
+            if entry.gateway_stop is not None:  # owed once it fills: the journal remembers it
+                record["gateway_stop"] = {"stop_price": entry.gateway_stop.stop_price,
+                                          "limit_price": entry.gateway_stop.limit_price}
             if entry.legs:
                 record["legs"] = [{"client_order_id": leg.client_order_id, "role": leg.role.value} for leg in entry.legs]
         if decision.clamped_qty is not None:
@@ -320,7 +323,13 @@ def order_record(order: Order, entry: LedgerOrder | None = None) -> dict:
         "filled_qty": order.filled_qty,
         "filled_avg_price": order.filled_avg_price,
     }
-    if order.legs:
+    if entry is not None and entry.legs:
+        # Each venue leg with the ledger leg (and role) it was matched to: the journal's key.
+        record["legs"] = [
+            {"order_id": leg.venue_id, "client_order_id": leg.client_order_id, "role": leg.role.value}
+            for leg in entry.legs
+        ]
+    elif order.legs:
         record["legs"] = [{"order_id": leg.id, "client_order_id": leg.client_order_id} for leg in order.legs]
     if entry is not None and entry.client_order_id != order.client_order_id:
         record["gateway_client_order_id"] = entry.client_order_id

@@ -49,6 +49,7 @@ class StopTarget:
     asset_class: AssetClass
     stop_price: Decimal
     limit_price: Decimal | None = None
+    side: Side | None = None  # the closing side it protects (SELL for a long)
 
 
 class ProtectiveStops:
@@ -77,14 +78,19 @@ class ProtectiveStops:
 
     # -- what the order path asks ----------------------------------------------------------
 
-    def expect(self, symbol: str, asset_class: AssetClass, stop: StopLoss) -> None:
+    def expect(self, symbol: str, asset_class: AssetClass, stop: StopLoss, side: Side) -> None:
         """An entry the gateway protects was forwarded without a leg: place the stop after the
-        fill. Of two targets the tighter stop wins (it protects more)."""
-        target = StopTarget(symbol, asset_class, stop.stop_price, stop.limit_price)
-        current = self.targets.get(symbol)
-        if current is None or _tighter(target.stop_price, current.stop_price, self._closing_side(symbol)):
-            self.targets[symbol] = target
+        fill. ``side`` is the closing side (SELL for a buy). Of two targets the tighter wins."""
+        self.owe(symbol, asset_class, stop, side)
         self.schedule(symbol)
+
+    def owe(self, symbol: str, asset_class: AssetClass, stop: StopLoss, side: Side) -> None:
+        """Remember the stop a position is owed (also from the journal at start, before the
+        first snapshot says what the positions are)."""
+        target = StopTarget(symbol, asset_class, stop.stop_price, stop.limit_price, side)
+        current = self.targets.get(symbol)
+        if current is None or current.side is not side or _tighter(target.stop_price, current.stop_price, side):
+            self.targets[symbol] = target
 
     def refusal(self, symbol: str) -> Violation | None:
         """Entries in a symbol whose position the gateway could not protect are refused."""
@@ -158,15 +164,23 @@ class ProtectiveStops:
             await self._ensure(symbol)
 
     async def _ensure(self, symbol: str) -> None:
+        if self.ledger.book.snapshot_at is None:
+            return  # positions unknown until the first snapshot: acting now could only be wrong
         position = self.ledger.book.position(symbol)
         stops = self._live_stops(symbol)
         if position == 0:
             for stop in stops:
                 await self._cancel(stop, "the position is flat")
-            self.targets.pop(symbol, None)
+            if self.targets.pop(symbol, None) is not None:
+                await self.record("protective.released", {"symbol": symbol, "why": "the position is flat"})
             self.unprotected.pop(symbol, None)
             return
         closing = Side.SELL if position > 0 else Side.BUY
+        owed = self.targets.get(symbol)
+        if owed is not None and owed.side is not None and owed.side is not closing:
+            # A stop owed to a position on the other side: it would trigger at once. Not ours.
+            del self.targets[symbol]
+            await self.record("protective.released", {"symbol": symbol, "why": "the position changed sides"})
         for stop in [s for s in stops if s.side is not closing]:
             await self._cancel(stop, "the position changed sides")
         stops = [s for s in stops if s.side is closing]
@@ -174,7 +188,9 @@ class ProtectiveStops:
         if target is None and stops:
             first = stops[0]
             book = self.ledger.book.book(symbol)
-            target = StopTarget(symbol, book.asset_class if book else first.asset_class, first.stop_price, first.limit_price)
+            target = StopTarget(
+                symbol, book.asset_class if book else first.asset_class, first.stop_price, first.limit_price, closing
+            )
             self.targets[symbol] = target
         if target is None:
             return  # the gateway does not own this position's protection
@@ -268,9 +284,6 @@ class ProtectiveStops:
 
     def _guarded(self, symbol: str) -> bool:
         return symbol in self.targets or any(o.role is Role.PROTECTIVE for o in self.ledger.open_orders(symbol))
-
-    def _closing_side(self, symbol: str) -> Side:
-        return Side.BUY if self.ledger.book.position(symbol) < 0 else Side.SELL
 
     def _lock(self, symbol: str) -> asyncio.Lock:
         lock = self._locks.get(symbol)

@@ -38,6 +38,7 @@ from .keys.clients import BotCredentials
 from .keys.master import VaultError
 from .keys.vault import Vault
 from .model import TradingState, utcnow
+from .guards.alert_webhook import AlertWebhook
 from .pipeline import RiskGateway
 from .policy.store import PolicyRefused, PolicyStore
 from .ports import Venue
@@ -182,6 +183,7 @@ class Gateway:
             on_decision=self.metrics.on_decision,
             guards=self._build_guards(),
             breakers=LossBreakers(home.breakers),
+            alert=AlertWebhook(self.config.webhook_url, self.config.gateway_id),
         )
         self.metrics.attach(self)
         self._runners: list[web.AppRunner] = []

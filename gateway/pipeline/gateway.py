@@ -117,7 +117,9 @@ class RiskGateway(Backend):
             monotonic=monotonic,
         )
         self.resolver = UncertainResolver(venue, self.ledger, self._audit_later, monotonic=monotonic)
-        self.protective = ProtectiveStops(venue, self.ledger, lambda t, d: self._audit(t, None, d), alert=alert)
+        self.protective = ProtectiveStops(
+            venue, self.ledger, lambda t, d: self._audit(t, None, d), alert=alert, on_uncertain=self.resolver.track
+        )
         self.orders = OrderPath(
             engine=engine,
             ledger=self.ledger,

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamUncertain
 from ..ledger import PROTECTIVE_PREFIX, Change, Ledger, LedgerOrder, Phase, Role
 from ..ledger.orders import valuation_of
 from ..model import (
@@ -60,19 +61,27 @@ class ProtectiveStops:
         record: Callable[[str, dict], Awaitable[None]],
         *,
         alert: Callable[[str, dict], None] = lambda kind, data: None,
+        on_uncertain: Callable[[LedgerOrder], None] = lambda order: None,
         attempts: int = 3,
         retry_delay_s: float = 0.5,
+        retry_after_failure_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.venue = venue
         self.ledger = ledger
         self.record = record
         self.alert = alert
+        self.on_uncertain = on_uncertain
         self.attempts = attempts
         self.retry_delay_s = retry_delay_s
+        self.retry_after_failure_s = retry_after_failure_s
+        self.monotonic = monotonic
+        self._failed_at: dict[str, float] = {}  # symbol -> when its last round of attempts failed
         self.targets: dict[str, StopTarget] = {}
         self.unprotected: dict[str, str] = {}  # symbol -> why
         self._locks: dict[str, asyncio.Lock] = {}
         self._scheduled: dict[str, asyncio.Task] = {}
+        self._retries: list[asyncio.TimerHandle] = []
         self.closed = False
         ledger.listeners.append(self._on_change)
 
@@ -127,8 +136,18 @@ class ProtectiveStops:
             return  # no loop (a synchronous test): the next change schedules it
         self._scheduled[symbol] = task
 
+    def schedule_retry(self, symbol: str) -> None:
+        """Try an unprotected position again once the retry pause is over."""
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(self.retry_after_failure_s, self.schedule, symbol)
+        self._retries.append(handle)
+
     async def close(self) -> None:
         self.closed = True
+        for handle in self._retries:
+            handle.cancel()
         for task in list(self._scheduled.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -204,6 +223,9 @@ class ProtectiveStops:
         for stop in stops:
             await self._cancel(stop, f"resized from {have} to {wanted}")
         if wanted > 0:
+            failed = self._failed_at.get(symbol)
+            if failed is not None and self.monotonic() - failed < self.retry_after_failure_s:
+                return  # a venue that just refused three times is not asked again on every event
             await self._place(target, closing, wanted)
 
     async def _place(self, target: StopTarget, side: Side, qty: Decimal) -> None:
@@ -231,6 +253,13 @@ class ProtectiveStops:
             await self.record("protective.place", {**entry.summary(), "attempt": attempt})
             try:
                 order = await self.venue.submit_order(intent)
+            except UpstreamUncertain as exc:
+                # It may be at the venue: resolve it (found: it protects; absent: the next
+                # adjustment places another), never count it as refused.
+                self.ledger.uncertain(entry)
+                self.on_uncertain(entry)
+                await self.record("protective.uncertain", {"client_order_id": entry.client_order_id, "error": exc.message})
+                return
             except GatewayError as exc:
                 self.ledger.refused(entry)
                 last_error = f"{exc.kind}: {exc.message}"
@@ -239,11 +268,14 @@ class ProtectiveStops:
                 await asyncio.sleep(self.retry_delay_s * attempt)
                 continue
             self.ledger.acknowledged(entry, order)
+            self._failed_at.pop(target.symbol, None)
             await self.record("protective.placed", {"client_order_id": entry.client_order_id, "order_id": order.id})
             if self.unprotected.pop(target.symbol, None) is not None:
                 self.alert("position_protected", {"symbol": target.symbol})
             return
         self.unprotected[target.symbol] = last_error or "the venue refused every attempt"
+        self._failed_at[target.symbol] = self.monotonic()
+        self.schedule_retry(target.symbol)
         data = {"symbol": target.symbol, "qty": qty, "stop_price": target.stop_price, "error": last_error}
         await self.record("protective.failed", data)
         self.alert("position_unprotected", data)

@@ -14,6 +14,8 @@ from aiohttp import web
 BEFORE = "502-before"  # answer 502 without forwarding: the order never reaches the broker
 AFTER = "502-after"  # forward, then answer 502: the order is placed, the answer lost
 GARBLE = "garble-after"  # forward, then answer 200 with a body that is not an order
+REFUSE = "422-before"  # the broker refuses it outright (nothing placed)
+PASS = "pass"  # this one goes through untouched
 
 
 @dataclass
@@ -52,6 +54,8 @@ class FaultyProxy:
         mode = self._mode(request.method, request.path)
         if mode == BEFORE:
             return web.Response(status=502, text="bad gateway")
+        if mode == REFUSE:
+            return web.json_response({"code": 42210000, "message": "order refused by the test proxy"}, status=422)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}

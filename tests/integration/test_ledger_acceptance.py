@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
@@ -26,8 +27,8 @@ from gateway.audit.verify import iter_records
 from gateway.ledger import Phase
 from gateway.venues.paper_engine import DEFAULT_MARKS
 
-from .faulty_proxy import AFTER, BEFORE, GARBLE, FaultyProxy
-from .support import RunningGateway, start_gateway, store_broker_key, wait_for
+from .faulty_proxy import AFTER, BEFORE, GARBLE, PASS, REFUSE, FaultyProxy
+from .support import RunningGateway, configure, start_gateway, store_broker_key, wait_for
 
 
 def client(gw: RunningGateway) -> TradingClient:
@@ -327,3 +328,79 @@ async def test_two_concurrent_orders_with_one_client_id_place_one_order(gateway)
     assert statuses == [200, 422], results
     assert gateway.gateway.portfolio.book("AAPL").pending_buy_qty in (1, 2)
     assert len([o for o in gateway.gateway.pipeline.ledger.open_orders() if o.client_order_id == "twice"]) == 1
+
+
+# --- an unmodified bot's ordinary orders under the default policy ------------------------
+
+async def broker_open_orders(gw: RunningGateway) -> list[tuple[str, Decimal]]:
+    """(side, unfilled qty) of every open order the venue holds, legs included."""
+    listed = await gw.gateway.venue.list_open_orders()
+    out = []
+    for order in listed:
+        for one in [order, *order.legs]:
+            if one.status.is_open:
+                out.append((one.side.value, (one.qty or Decimal(0)) - one.filled_qty))
+    return out
+
+
+@pytest.mark.parametrize("request_kw, position", [
+    ({"qty": 5}, Decimal(5)),  # a simple market order
+    ({"notional": 500}, Decimal(2)),  # $500 of AAPL at $190: whole shares, to carry the stop
+])
+async def test_an_ordinary_stock_order_is_protected_and_leaves_nothing_behind(protected_gateway, request_kw, position):
+    gw = protected_gateway
+    tc = client(gw)
+    await call(tc.submit_order, MarketOrderRequest(symbol="AAPL", side=OrderSide.BUY, time_in_force=TimeInForce.DAY,
+                                                   **request_kw))
+    await wait_for(lambda: gw.gateway.portfolio.position("AAPL") == position)
+    await gw.gateway.pipeline.protective.settle()
+    assert await broker_open_orders(gw) == [("sell", position)]  # a stop for exactly the position
+    await call(tc.close_position, "AAPL")
+    await wait_for(lambda: gw.gateway.portfolio.position("AAPL") == 0)
+    await gw.gateway.pipeline.protective.settle()
+    await wait_for(lambda: open_orders(gw) == [])
+    assert await broker_open_orders(gw) == []
+
+
+async def test_a_crypto_order_is_protected_at_the_broker_for_exactly_the_position(protected_gateway):
+    gw = protected_gateway
+    tc = client(gw)
+    await call(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty="0.02", side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.GTC))
+    await gw.gateway.pipeline.protective.settle()
+    assert await broker_open_orders(gw) == [("sell", Decimal("0.02"))]
+
+
+async def test_a_position_that_cannot_be_protected_is_recorded_alerted_and_takes_no_entries(
+    default_policy_home, paper_broker_process, serve_app
+):
+    alerts: list[dict] = []
+
+    async def hook(request):
+        alerts.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    hook_url = await serve_app(app) + "/hook"
+    configure(default_policy_home.home, webhook_url=hook_url)
+    await paper_broker_process.set_prices({symbol: str(price) for symbol, price in DEFAULT_MARKS.items()})
+    proxy = FaultyProxy(paper_broker_process.url)
+    url = await serve_app(proxy.app())
+    store_broker_key(default_policy_home)
+    gw = await start_gateway(default_policy_home, venue="alpaca", upstream_url=url)
+    try:
+        tc = client(gw)
+        proxy.fail("POST", "/v2/orders", PASS, REFUSE, REFUSE, REFUSE)  # the entry, then every stop
+        await call(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty="0.01", side=OrderSide.BUY,
+                                                       time_in_force=TimeInForce.GTC))
+        await gw.gateway.pipeline.protective.settle()
+        assert records(gw, "protective.failed")[-1]["symbol"] == "BTC/USD"
+        await wait_for(lambda: any(a.get("alert") == "position_unprotected" for a in alerts))
+        error = await refused(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty="0.01", side=OrderSide.BUY,
+                                                                  time_in_force=TimeInForce.GTC))
+        assert "position_unprotected" in str(error)
+        await call(tc.close_position, "BTC/USD")  # exits still pass
+        await wait_for(lambda: gw.gateway.portfolio.position("BTC/USD") == 0)
+    finally:
+        await gw.gateway.stop()

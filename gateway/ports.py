@@ -81,6 +81,8 @@ class VenueCapabilities:
     - ``legs_need_whole_qty``: legs only on whole-unit quantities (Alpaca: no legs on
       fractional or notional orders).
     - ``stop_limit_only``: asset classes whose stops must carry a limit (Alpaca crypto).
+    - ``no_resting_stops``: asset classes the venue takes no stop orders for at all (Alpaca
+      options): the gateway emulates their protective stops from the price feed.
     - ``event_stream``: the venue pushes order events (``subscribe``); without it the ledger
       relies on reconcile alone.
     - ``environment``: ``paper`` (simulated), ``sandbox`` (the broker's test account) or
@@ -96,6 +98,7 @@ class VenueCapabilities:
     held_for_orders: bool = False
     legs_need_whole_qty: bool = False
     stop_limit_only: frozenset[AssetClass] = frozenset()
+    no_resting_stops: frozenset[AssetClass] = frozenset()
     event_stream: bool = False
     environment: str = "paper"
     rate_limit_per_min: int | None = None

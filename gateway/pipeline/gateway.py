@@ -118,7 +118,12 @@ class RiskGateway(Backend):
         )
         self.resolver = UncertainResolver(venue, self.ledger, self._audit_later, monotonic=monotonic)
         self.protective = ProtectiveStops(
-            venue, self.ledger, lambda t, d: self._audit(t, None, d), alert=alert, on_uncertain=self.resolver.track
+            venue,
+            self.ledger,
+            lambda t, d: self._audit(t, None, d),
+            alert=alert,
+            on_uncertain=self.resolver.track,
+            price=self.facts.reference_price,
         )
         self.orders = OrderPath(
             engine=engine,

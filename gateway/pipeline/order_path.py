@@ -139,7 +139,12 @@ class OrderPath:
             # gateway places its own stop after the fill (the protective-stop keeper).
             gateway_stop = final.stop_loss
             final = replace(final, stop_loss=None, order_class=intent.order_class)
-            decision = replace(decision, notes=(*decision.notes, "stop_loss: the gateway places the stop after the fill"))
+            how = (
+                "the venue has no resting stop for it: the gateway emulates the stop from the price feed"
+                if final.asset_class in self.capabilities.no_resting_stops
+                else "the gateway places the stop after the fill"
+            )
+            decision = replace(decision, notes=(*decision.notes, f"stop_loss: {how}"))
         entry = self.ledger.record(
             final, counted, role, caller.key_id, valuation, replaces=replaces, protective_stop=attached
         )

@@ -7,6 +7,10 @@ the remainder afterwards, and cancelled when the position is flat. It is sent re
 can never open a position where the venue enforces that; where it does not, it is never larger
 than the position's exit capacity.
 
+Where the venue takes no stop orders for an asset class (Alpaca options), the stop is emulated:
+the keeper watches the reference price every ``emulate_poll_s`` and, once it crosses the stop,
+sends a reduce-only market order for the protected quantity (recorded as the trigger).
+
 When a stop cannot be placed after ``attempts`` tries, the position is *unprotected*: that is an
 audit record, an alert, and entries in that symbol are refused (``position_unprotected``) until
 a stop is in place again: never only a log line.
@@ -66,6 +70,8 @@ class ProtectiveStops:
         retry_delay_s: float = 0.5,
         retry_after_failure_s: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        price: Callable[[str, AssetClass], Awaitable[Decimal | None]] | None = None,
+        emulate_poll_s: float = 5.0,
     ):
         self.venue = venue
         self.ledger = ledger
@@ -77,6 +83,10 @@ class ProtectiveStops:
         self.retry_after_failure_s = retry_after_failure_s
         self.monotonic = monotonic
         self._failed_at: dict[str, float] = {}  # symbol -> when its last round of attempts failed
+        self.price = price
+        self.emulate_poll_s = emulate_poll_s
+        self.emulated: dict[str, tuple[StopTarget, Side, Decimal]] = {}  # symbol -> (stop, closing side, qty)
+        self._watcher: asyncio.Task | None = None
         self.targets: dict[str, StopTarget] = {}
         self.unprotected: dict[str, str] = {}  # symbol -> why
         self._locks: dict[str, asyncio.Lock] = {}
@@ -148,6 +158,10 @@ class ProtectiveStops:
         self.closed = True
         for handle in self._retries:
             handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         for task in list(self._scheduled.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,6 +202,7 @@ class ProtectiveStops:
         position = self.ledger.book.position(symbol)
         stops = self._live_stops(symbol)
         if position == 0:
+            self.emulated.pop(symbol, None)
             for stop in stops:
                 await self._cancel(stop, "the position is flat")
             if self.targets.pop(symbol, None) is not None:
@@ -217,6 +232,9 @@ class ProtectiveStops:
             wanted = abs(position)  # reduce-only stops cannot open a position: cover all of it
         else:
             wanted = max(ZERO, abs(position) - self._other_exits(symbol, closing))
+        if target.asset_class in self.venue.capabilities.no_resting_stops:
+            self._emulate(target, closing, wanted)
+            return
         have = sum((s.remaining for s in stops), ZERO)
         if have == wanted and not (wanted > 0 and symbol in self.unprotected):
             return
@@ -292,6 +310,55 @@ class ProtectiveStops:
             return
         if stop.is_open:
             self.ledger.refused(stop, OrderStatus.CANCELED)
+
+    # -- emulated stops (no resting stop at the venue) -------------------------------------
+
+    def _emulate(self, target: StopTarget, closing: Side, qty: Decimal) -> None:
+        if qty <= 0:
+            self.emulated.pop(target.symbol, None)
+            return
+        self.emulated[target.symbol] = (target, closing, qty)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="emulated stops")
+
+    async def _watch(self) -> None:
+        while self.emulated and not self.closed:
+            await asyncio.sleep(self.emulate_poll_s)
+            for symbol, (target, closing, qty) in list(self.emulated.items()):
+                price = await self.price(symbol, target.asset_class) if self.price is not None else None
+                if price is None:
+                    continue  # no price, no trigger: the next poll tries again
+                hit = price <= target.stop_price if closing is Side.SELL else price >= target.stop_price
+                if hit and self.emulated.get(symbol) == (target, closing, qty):
+                    del self.emulated[symbol]
+                    await self._trigger(target, closing, qty, price)
+
+    async def _trigger(self, target: StopTarget, side: Side, qty: Decimal, price: Decimal) -> None:
+        intent = OrderIntent(
+            symbol=target.symbol,
+            asset_class=target.asset_class,
+            side=side,
+            type=OrderType.MARKET,
+            time_in_force=TimeInForce.DAY,
+            qty=qty,
+            client_order_id=new_client_id(PROTECTIVE_PREFIX.rstrip("-")),
+            reduce_only=True,
+        )
+        async with self._lock(target.symbol):
+            entry = self.ledger.record(intent, None, Role.PROTECTIVE, None, price)
+            await self.record("protective.triggered", {**entry.summary(), "stop_price": target.stop_price, "price": price})
+            try:
+                order = await self.venue.submit_order(intent)
+            except UpstreamUncertain:
+                self.ledger.uncertain(entry)
+                self.on_uncertain(entry)
+                return
+            except GatewayError as exc:
+                self.ledger.refused(entry)
+                self.unprotected[target.symbol] = f"the emulated stop's market order was refused: {exc.kind}"
+                self.alert("position_unprotected", {"symbol": target.symbol, "error": exc.message})
+                return
+            self.ledger.acknowledged(entry, order)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ def alpaca_capabilities(base_url: str, stream: bool) -> VenueCapabilities:
         held_for_orders=True,
         legs_need_whole_qty=True,
         stop_limit_only=frozenset({AssetClass.CRYPTO}),
+        no_resting_stops=frozenset({AssetClass.US_OPTION}),
         event_stream=stream,
         environment="paper" if paper else "live",
         rate_limit_per_min=200,

@@ -61,6 +61,7 @@ def paper_capabilities(engine: PaperEngine) -> VenueCapabilities:
         held_for_orders=engine.alpaca_rules,
         legs_need_whole_qty=engine.alpaca_rules,
         stop_limit_only=frozenset({AssetClass.CRYPTO}) if engine.alpaca_rules else frozenset(),
+        no_resting_stops=frozenset({AssetClass.US_OPTION}) if engine.alpaca_rules else frozenset(),
         event_stream=True,
         environment="paper",
         rate_limit_per_min=None,

@@ -404,3 +404,31 @@ async def test_a_position_that_cannot_be_protected_is_recorded_alerted_and_takes
         await wait_for(lambda: gw.gateway.portfolio.position("BTC/USD") == 0)
     finally:
         await gw.gateway.stop()
+
+
+async def test_an_option_position_has_its_stop_emulated_from_the_price_feed(default_policy_home, paper_broker_process):
+    """Alpaca takes no stop orders for options: the gateway watches the price and closes the
+    position when it crosses the stop (25% from the entry under the default policy)."""
+    from datetime import date, timedelta
+
+    contract = f"AAPL{date.today() + timedelta(days=40):%y%m%d}C00190000"
+    await paper_broker_process.set_prices({**{s: str(p) for s, p in DEFAULT_MARKS.items()}, contract: "4"})
+    store_broker_key(default_policy_home)
+    gw = await start_gateway(default_policy_home, venue="alpaca", upstream_url=paper_broker_process.url)
+    try:
+        gw.gateway.pipeline.protective.emulate_poll_s = 0.1
+        order = await call(client(gw).submit_order, MarketOrderRequest(symbol=contract, qty=1, side=OrderSide.BUY,
+                                                                       time_in_force=TimeInForce.DAY))
+        assert "emulates the stop from the price feed" in records(gw, "order.decision")[-1]["notes"][-1]
+        assert order.legs in (None, [])  # nothing rests at the broker for it
+        await wait_for(lambda: gw.gateway.portfolio.position(contract) == 1)
+        await wait_for(lambda: contract in gw.gateway.pipeline.protective.emulated)
+        await paper_broker_process.set_prices({contract: "3.5"})  # above the stop at 3: nothing happens
+        await asyncio.sleep(0.5)
+        assert gw.gateway.portfolio.position(contract) == 1
+        await paper_broker_process.set_prices({contract: "2.9"})  # through the stop
+        await wait_for(lambda: gw.gateway.portfolio.position(contract) == 0, timeout=10)
+        trigger = records(gw, "protective.triggered")[-1]
+        assert trigger["symbol"] == contract and Decimal(str(trigger["stop_price"])) == 3
+    finally:
+        await gw.gateway.stop()

@@ -123,10 +123,10 @@ async def test_caps_hold_past_five_hundred_resting_orders(gateway_home, paper_br
             assert status == 200
             small = {"symbol": "ETH/USD", "qty": "0.0001", "side": "buy", "type": "limit", "limit_price": 100,
                      "time_in_force": "gtc"}
-            for start in range(0, 520, 20):
+            for start in range(0, 600, 20):
                 results = await asyncio.gather(*(post(small) for _ in range(20)))
                 assert all(s == 200 for s, _ in results), results[:2]
-            assert await gw.gateway.pipeline.reconcile()  # pages through all 521: nothing forgotten
+            assert await gw.gateway.pipeline.reconcile()  # pages through all 601: nothing forgotten
             status, body = await post({"symbol": "AAPL", "qty": AAPL_1_9_PCT, "side": "buy", "type": "limit",
                                        "limit_price": 150, "time_in_force": "gtc"})
             assert status == 403 and "max_position_pct" in body["message"]
@@ -137,7 +137,7 @@ async def test_caps_hold_past_five_hundred_resting_orders(gateway_home, paper_br
             remaining = Decimal(o["qty"]) - Decimal(o["filled_qty"])
             expected += remaining * max(mark, Decimal(o["limit_price"] or 0))
         assert gw.gateway.portfolio.committed == expected
-        assert len(gw.gateway.pipeline.ledger.open_orders()) == 521
+        assert len(gw.gateway.pipeline.ledger.open_orders()) == 601
     finally:
         await gw.gateway.stop()
 

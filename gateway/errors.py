@@ -87,7 +87,13 @@ class TradingHalted(GatewayError):
 
 
 class RateLimited(GatewayError):
+    """Too many requests (429). ``retry_after_s``, when known, becomes a Retry-After header."""
+
     kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamUnavailable(GatewayError):

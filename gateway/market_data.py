@@ -116,6 +116,8 @@ class MarketReads:
         self.limiter = AddressLimiter(monotonic=monotonic) if limiter is _DEFAULT_LIMITER else limiter
         self.monotonic = monotonic
         self.upstream_calls = 0  # venue calls made (metrics; tests assert on it)
+        # Called before each venue call (a cache miss): the account's request budget may refuse it.
+        self.before_upstream: Callable[[], None] | None = None
         self._cache: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
         self._inflight: dict[tuple, asyncio.Future] = {}
 
@@ -137,6 +139,8 @@ class MarketReads:
         return await asyncio.shield(future)
 
     async def _fetch(self, key: tuple, fetch: Callable[[], Awaitable[Any]], ttl: float) -> Any:
+        if self.before_upstream is not None:
+            self.before_upstream()
         self.upstream_calls += 1
         value = await fetch()
         if ttl > 0 and _size(value) <= MAX_CACHED_ITEMS:

@@ -286,6 +286,14 @@ class Venue(MarketData, AccountReads, ABC):
 
     name: str = "venue"
     capabilities: VenueCapabilities = VenueCapabilities()
+    # Told of every request the venue sends to its broker, with its weight: the account's
+    # shared request budget (gateway/pipeline/budget.py) counts them.
+    request_hook: Callable[[int], None] | None = None
+
+    def _count_request(self, weight: int = 1) -> None:
+        hook = self.request_hook
+        if hook is not None:
+            hook(weight)
 
     def subscribe(self, sink: EventSink) -> Unsubscribe:
         """Deliver the venue's order and account events to ``sink`` (synchronously, in event

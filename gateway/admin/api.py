@@ -129,6 +129,7 @@ def status_snapshot(gateway: "Gateway") -> dict:
         },
         "open_positions": portfolio.open_positions,
         "ledger": ledger_status(gateway.pipeline),
+        "upstream_budget": gateway.pipeline.budget.snapshot(),
         "last_reconcile_error": gateway.pipeline.last_reconcile_error,
         "audit": {"seq": gateway.audit.seq, "broken": gateway.audit.broken},
     }

@@ -74,3 +74,15 @@ class _LiveGauges:
         yield limit
         yield GaugeMetricFamily("gateway_policy_version", "Active policy version", value=snapshot["policy"]["version"])
         yield GaugeMetricFamily("gateway_audit_seq", "Last audit record sequence number", value=snapshot["audit"]["seq"])
+        budget = snapshot["upstream_budget"]
+        yield GaugeMetricFamily(
+            "gateway_upstream_requests_last_minute", "Request weight sent to the broker in the last minute",
+            value=budget["used_last_min"],
+        )
+        if budget["limit_per_min"] is not None:
+            yield GaugeMetricFamily(
+                "gateway_upstream_limit_per_minute", "The broker account's request limit", value=budget["limit_per_min"]
+            )
+        yield GaugeMetricFamily(
+            "gateway_upstream_refused_reads", "Bot reads refused to keep room for orders", value=budget["refused_reads"]
+        )

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
@@ -34,6 +35,7 @@ from ..errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     RiskRejected,
     TradingHalted,
     Unauthorized,
@@ -158,7 +160,10 @@ def gateway_error_response(exc: GatewayError) -> web.Response:
         extra["reject_codes"] = list(exc.codes)
     elif isinstance(exc, TradingHalted):
         extra["reject_codes"] = [exc.code]
-    return error_response(status, exc.message, **extra)
+    response = error_response(status, exc.message, **extra)
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return response
 
 
 def _http_error_response(exc: web.HTTPException) -> web.Response:

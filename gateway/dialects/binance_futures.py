@@ -31,6 +31,7 @@ import hashlib
 import heapq
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from ..errors import (
     NotFound,
     OrderRejected,
     PayloadTooLarge,
+    RateLimited,
     RiskRejected,
     TradingHalted,
     Unauthorized,
@@ -219,7 +221,9 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/allAlgoOrders", all_algo_orders)
     r.add_delete("/v1/algoOpenOrders", cancel_all_algo_orders)
     binance_user_stream.add_listen_key_routes(r, state)  # POST/PUT/DELETE /fapi/v1/listenKey
-    from . import binance_market  # market data and start-up reads (it imports this module's plumbing)
+    from . import (
+        binance_market,  # market data and start-up reads (it imports this module's plumbing)
+    )
 
     binance_market.add_routes(r)
     return app
@@ -294,7 +298,10 @@ def gateway_error_response(exc: GatewayError, *, order_route: bool = False) -> w
         )
     if isinstance(exc, TradingHalted):
         return error_response(status, code, exc.message, rejectCodes=[exc.code])
-    return error_response(status, code, exc.message)
+    response = error_response(status, code, exc.message)
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return response
 
 
 @web.middleware

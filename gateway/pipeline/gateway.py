@@ -56,6 +56,7 @@ from ..model import (
 from ..ports import Backend, Venue
 from ..risk.engine import PolicyLike, RiskEngine
 from .admission import TRADE_SCOPE, Admission
+from .budget import UpstreamBudget
 from .facts import MarketFacts, asset_class_of, leverage_limit
 from .order_path import OrderPath, new_client_id
 from .protective import ProtectiveStops
@@ -144,6 +145,11 @@ class RiskGateway(Backend):
         # account's settings, whose changes are policy decisions (see market_data.py).
         self.market_reads = MarketReads(venue)
         self.account_service = AccountService(venue, audit=audit, scopes=scopes)
+        # The account's request budget: every request the venue sends is counted; bots' reads
+        # are refused (429 with Retry-After) before they would eat into what orders need.
+        self.budget = UpstreamBudget(venue.capabilities.rate_limit_per_min)
+        venue.request_hook = self.budget.spend
+        self.market_reads.before_upstream = self.budget.admit_read
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -388,46 +394,56 @@ class RiskGateway(Backend):
         if not self.ledger.stream_live:
             self.reconciler.soon()
 
-    # -- reads -----------------------------------------------------------------------------
+    # -- reads (a bot's reads spend the account's budget: admitted only while orders keep room)
 
     async def get_account(self, caller):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_account()
 
     async def list_positions(self, caller):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.list_positions()
 
     async def get_position(self, caller, symbol):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_position(symbol)
 
     async def get_order(self, caller, order_id, nested=False):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_order(order_id, nested)
 
     async def get_order_by_client_id(self, caller, client_order_id):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_order_by_client_id(client_order_id)
 
     async def list_orders(self, caller, query: OrderQuery):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.list_orders(query)
 
     async def latest_price(self, caller, symbol, asset_class):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.latest_price(symbol, asset_class)
 
     async def get_clock(self, caller):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_clock()
 
     async def get_asset(self, caller, symbol):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_asset(symbol)
 
     async def get_leverage(self, caller, symbol):
         self.admission.admit(caller, "read")
+        self.budget.admit_read()
         return await self.venue.get_leverage(symbol)
 
     def order_events(self, caller: Caller, sink) -> Callable[[], None]:

@@ -397,6 +397,8 @@ class AlpacaVenue(Venue):
         # Paths are built only from validated symbols and ids, so they are sent as they are:
         # BTC/USD keeps its slash, as Alpaca expects.
         url = URL((base or self.base_url) + path, encoded=True)
+        if base is None or base == self.base_url:
+            self._count_request()  # the trading host's budget (the data host has its own)
         failure = status = raw = None
         try:
             # Never follow a redirect: it would carry the broker key headers to another host.

@@ -278,6 +278,7 @@ class CcxtVenue(CcxtMarketData, Venue):
         """Run one ccxt call; its exceptions become gateway errors with safe messages."""
         failure: GatewayError | None = None
         _HTTP_STATUS.set(None)
+        self._count_request(_WEIGHTS.get(getattr(fn, "__name__", ""), 1))
         try:
             return await fn(*args, **kwargs)
         except cx.BaseError as exc:
@@ -1037,6 +1038,9 @@ def _round(value: Decimal, tick: Decimal | None, up: bool) -> Decimal:
     steps = (value / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
     return (steps * tick).normalize()
 
+
+# Binance USDⓈ-M request weights of the calls that cost more than 1 (its documentation).
+_WEIGHTS = {"fetch_balance": 5, "fetch_positions": 5, "fetch_open_orders": 40, "fetch_my_trades": 5}
 
 # The HTTP status of the last answer in this task (ccxt raises before its caller sees it).
 _HTTP_STATUS: contextvars.ContextVar[int | None] = contextvars.ContextVar("ccxt_http_status", default=None)

@@ -182,8 +182,14 @@ class ProtectiveStops:
                 self.schedule(symbol)
         elif change.position_changed is not None:
             self.schedule(change.position_changed)
-        elif change.order is not None and not change.order.is_open and self._guarded(change.order.symbol):
-            self.schedule(change.order.symbol)  # an exit or a stop closed: resize
+        elif change.order is not None and not change.order.is_open:
+            order = change.order
+            if order.role is Role.PROTECTIVE and order.stop_price is not None and order.filled_qty == 0:
+                # One of our stops went away unfilled (a bot or a person cancelled it): the
+                # position is still owed one.
+                self.owe(order.symbol, order.asset_class, StopLoss(order.stop_price, order.limit_price), order.side)
+            if self._guarded(order.symbol):
+                self.schedule(order.symbol)  # an exit or a stop closed: resize
 
     async def _ensure_soon(self, symbol: str) -> None:
         try:

@@ -432,3 +432,20 @@ async def test_an_option_position_has_its_stop_emulated_from_the_price_feed(defa
         assert trigger["symbol"] == contract and Decimal(str(trigger["stop_price"])) == 3
     finally:
         await gw.gateway.stop()
+
+
+async def test_a_cancelled_gateway_stop_is_placed_again(protected_gateway):
+    gw = protected_gateway
+    tc = client(gw)
+    await call(tc.submit_order, MarketOrderRequest(symbol="AAPL", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
+    await wait_for(lambda: [o.role.value for o in open_orders(gw)] == ["protective"])
+    stop = open_orders(gw)[0]
+    await call(tc.cancel_order_by_id, stop.venue_id)  # the bot removes the gateway's stop
+
+    def protected_again():
+        live = [o for o in open_orders(gw) if o.role.value == "protective" and o.venue_id not in (None, stop.venue_id)]
+        return sum((o.remaining for o in live), Decimal(0)) == 3
+
+    await wait_for(protected_again)
+    await gw.gateway.pipeline.protective.settle()
+    assert await broker_open_orders(gw) == [("sell", Decimal(3))]

@@ -1,7 +1,7 @@
 """Codec of Binance USDⓈ-M futures' user data stream, in both directions.
 
 Served by ``gateway.dialects.binance_user_stream`` (the paper broker; later the gateway to its
-bots) and read by ``gateway.venues.ccxt_user_stream`` (the gateway listening to Binance). Field
+bots) and read by ``gateway.venues.ccxt.user_stream`` (the gateway listening to Binance). Field
 names are Binance's ("User Data Streams": Event Order Update, Event Algo Order Update, Event
 Balance and Position Update) as ccxt.pro's ``binanceusdm`` reads them:
 

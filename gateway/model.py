@@ -185,6 +185,8 @@ class OrderIntent:
     extended_hours: bool = False
     # Binance-style flag: the bot promises the order only reduces; the gateway still verifies it.
     reduce_only: bool = False
+    # A limit order that must rest (Binance GTX / postOnly): expired, never filled, if it would take.
+    post_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +251,7 @@ class Order:
     replaces: str | None = None
     # Set by the gateway when a rule clamped the order: what was asked, what was sent, and why.
     gateway_note: str | None = None
+    post_only: bool = False  # see OrderIntent.post_only
 
 
 @dataclass(frozen=True, slots=True)

@@ -810,6 +810,7 @@ class PaperEngine:
             trail_percent=intent.trail_percent,
             order_class=cls,
             extended_hours=intent.extended_hours,
+            post_only=intent.post_only,
         )
         if cls is OrderClass.OCO:  # Alpaca's shape: the take-profit limit is the parent
             parent_fields["limit_price"] = intent.take_profit.limit_price
@@ -947,6 +948,10 @@ class PaperEngine:
         """An order starts working: fill it now if it can, else let it rest, except IOC/FOK,
         which are canceled when they cannot fill at once (fills are whole, so they agree)."""
         mark = self._marks.get(rec.order.symbol)
+        if mark is not None and rec.order.post_only and _limit_crossed(rec.order, mark):
+            # Binance GTX: a post-only order that would take is expired, never filled.
+            self._set_status(rec, OrderStatus.EXPIRED, event=OrderEventType.EXPIRED, expired_at=self._now())
+            return
         if mark is not None:
             self._match(rec, mark, arriving=True)
         if rec.order.status.is_open and rec.order.time_in_force in _IMMEDIATE_TIFS:

@@ -335,9 +335,12 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
     for name, allowed in _IGNORED.items():
         _choice(params, name, allowed, default=allowed[0])
     tif_raw = params.get("timeInForce", "").strip().upper()
-    if tif_raw in ("GTX", "GTD"):
-        raise InvalidRequest(f"timeInForce {tif_raw} is not supported by the gateway; use GTC, IOC or FOK")
-    tif = _TIFS[_choice(params, "timeInForce", tuple(_TIFS), default="GTC")]
+    if tif_raw == "GTD":
+        raise InvalidRequest("timeInForce GTD is not supported by the gateway; use GTC, IOC, FOK or GTX")
+    post_only = tif_raw == "GTX"  # Good Till Crossing: Binance's post-only
+    if post_only and kind != "LIMIT":
+        raise InvalidRequest(f"timeInForce GTX is not allowed for {kind} orders")
+    tif = TimeInForce.GTC if post_only else _TIFS[_choice(params, "timeInForce", tuple(_TIFS), default="GTC")]
     qty = parse_decimal(require(params, "quantity"), "quantity", maximum=MAX_QTY)
     reduce_only = parse_bool(params.get("reduceOnly"), "reduceOnly")
     fields: dict[str, Any] = {}
@@ -373,6 +376,7 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
         qty=qty,
         client_order_id=client_order_id,
         reduce_only=reduce_only,
+        post_only=post_only,
         **fields,
     )
 
@@ -456,6 +460,8 @@ def is_binance_order(order: Order) -> bool:
 
 
 def _tif(order: Order) -> str:
+    if order.post_only:
+        return "GTX"
     return order.time_in_force.value.upper() if order.time_in_force in _TIFS.values() else "GTC"
 
 
@@ -712,7 +718,7 @@ def symbol_config_to_wire(symbol: str, leverage: int, margin_mode: str) -> dict[
 
 DEFAULT_MAX_LEVERAGE = 125
 ORDER_TYPES = ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TRAILING_STOP_MARKET"]  # no take-profit types
-TIME_IN_FORCE = ["GTC", "IOC", "FOK"]
+TIME_IN_FORCE = ["GTC", "IOC", "FOK", "GTX"]
 PERPETUAL_DELIVERY = 4133404800000  # Binance's delivery date for perpetuals (2100-12-25)
 
 

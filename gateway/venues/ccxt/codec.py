@@ -101,6 +101,8 @@ def order_args(intent: OrderIntent) -> tuple[str, Decimal | None, dict]:
         params["reduceOnly"] = True
     if intent.type is OrderType.MARKET:
         return "market", None, params
+    if intent.type is OrderType.LIMIT and intent.post_only:
+        return "limit", intent.limit_price, {**params, "postOnly": True}  # ccxt sends GTX
     if intent.type is OrderType.LIMIT:
         return "limit", intent.limit_price, {**params, "timeInForce": TIFS[intent.time_in_force]}
     if intent.type is OrderType.STOP:
@@ -174,6 +176,7 @@ def to_order(
         else (Decimal(1) if order_type is OrderType.TRAILING_STOP else None),
         filled_at=updated if status is OrderStatus.FILLED else None,
         canceled_at=updated if status is OrderStatus.CANCELED else None,
+        post_only=raw.get("postOnly") is True or str(info.get("timeInForce", "")).upper() == "GTX",
     )
     return order, bool(conditional)
 

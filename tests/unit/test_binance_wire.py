@@ -197,6 +197,13 @@ def test_algo_orders():
     assert trailing.type is OrderType.TRAILING_STOP and trailing.trail_percent == Decimal("1.5")
 
 
+def test_gtx_is_a_post_only_limit_order():
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000"}
+    intent = wire.parse_order({**params, "timeInForce": "GTX"}, BOOK)
+    assert intent.post_only and intent.time_in_force is TimeInForce.GTC
+    assert not wire.parse_order(params, BOOK).post_only
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -213,7 +220,7 @@ def test_algo_orders():
         {"price": "1e20"},
         {"type": "BOGUS"},
         {"side": "HOLD"},
-        {"timeInForce": "GTX"},
+        {"type": "MARKET", "price": "", "timeInForce": "GTX"},  # post-only is for LIMIT orders
         {"timeInForce": "GTD"},
         {"positionSide": "LONG"},
         {"closePosition": "true"},

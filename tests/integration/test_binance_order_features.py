@@ -144,3 +144,100 @@ async def test_binance_futures_connector_batch_and_modify(gateway, broker):
     upstream = await broker.orders()
     assert placed_id in {o.get("clientOrderId") for o in upstream}
     assert not any(Decimal(o.get("origQty") or "0") == 1 for o in upstream)
+
+
+async def _until(predicate, timeout: float = 10.0):
+    """Poll an async predicate until it holds (the gateway learns fills from the broker's stream)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def _position(bot) -> float:
+    return sum(p["contracts"] * (1 if p["side"] == "long" else -1) for p in await bot.fetch_positions([BTC]))
+
+
+async def test_take_profit_market_is_an_exit_and_fires_on_a_rise(bot, broker):
+    await bot.create_order(BTC, "market", "buy", 0.01)
+    # Within the exit capacity: an exit without reduceOnly too.
+    tp = await bot.create_order(BTC, "market", "sell", 0.01, None, {"takeProfitPrice": 62000})
+    assert tp["status"] == "open" and tp["info"]["orderType"] == "TAKE_PROFIT_MARKET"
+    assert tp["triggerPrice"] == 62000
+    # Beyond the capacity it opens a short of 0.49: an entry, judged, refused by the limits.
+    with pytest.raises(ccxt.InvalidOrder) as info:
+        await bot.create_order(BTC, "market", "sell", 0.5, None, {"takeProfitPrice": 62000})
+    assert any(code in str(info.value) for code in LIMIT_CODES)
+    await broker.set_prices({"BTCUSDT": "59000"})  # a fall: a take-profit sell does not fire
+    assert (await bot.fetch_order(tp["id"], BTC, {"trigger": True}))["status"] == "open"
+    await broker.set_prices({"BTCUSDT": "62500"})
+    await _until(lambda: _flat(bot))
+    assert (await bot.fetch_order(tp["id"], BTC, {"trigger": True}))["status"] == "closed"
+
+
+async def _flat(bot) -> bool:
+    return await _position(bot) == 0
+
+
+async def test_take_profit_limit(bot, broker):
+    await bot.create_order(BTC, "market", "buy", 0.01)
+    tp = await bot.create_order(BTC, "limit", "sell", 0.01, 61900, {"takeProfitPrice": 62000, "reduceOnly": True})
+    assert tp["status"] == "open" and tp["info"]["orderType"] == "TAKE_PROFIT" and tp["price"] == 61900
+    await broker.set_prices({"BTCUSDT": "62100"})
+    await _until(lambda: _flat(bot))
+
+
+async def test_close_position_stop_covers_the_whole_position(bot, broker):
+    with pytest.raises(ccxt.InvalidOrder) as info:  # flat: nothing to close
+        await bot.create_order(BTC, "market", "sell", None, None, {"triggerPrice": 58000, "closePosition": True})
+    assert "-2010" in str(info.value) and "closePosition" in str(info.value)
+    await bot.create_order(BTC, "market", "buy", 0.01)
+    await bot.create_order(BTC, "market", "buy", 0.005)
+    stop = await bot.create_order(BTC, "market", "sell", None, None, {"triggerPrice": 58000, "closePosition": True})
+    assert stop["status"] == "open" and stop["info"]["closePosition"] is True
+    assert stop["amount"] == 0.015  # judged for what it closes: the whole position
+    # A buy closePosition on a long would add to it: refused.
+    with pytest.raises(ccxt.InvalidOrder):
+        await bot.create_order(BTC, "market", "buy", None, None, {"triggerPrice": 65000, "closePosition": True})
+    await broker.set_prices({"BTCUSDT": "57500"})
+    await _until(lambda: _flat(bot))
+    upstream = [o for o in await broker.orders() if o.get("clientAlgoId") == stop["clientOrderId"]]
+    assert upstream and upstream[0]["closePosition"] is True
+
+
+async def test_trailing_stop_waits_for_its_activation_price(bot, broker):
+    await bot.create_order(BTC, "market", "buy", 0.01)
+    trail = await bot.create_order(
+        BTC, "market", "sell", 0.01, None, {"trailingPercent": 1, "activationPrice": 62000, "reduceOnly": True}
+    )
+    assert trail["status"] == "open" and trail["info"]["activatePrice"] == "62000"
+    await broker.set_prices({"BTCUSDT": "59000"})  # 1.7% down, but not yet active: no fill
+    assert (await bot.fetch_order(trail["id"], BTC, {"trigger": True}))["status"] == "open"
+    assert await _position(bot) == 0.01
+    await broker.set_prices({"BTCUSDT": "62000"})  # active: trails from 62,000 (stop 61,380)
+    await broker.set_prices({"BTCUSDT": "61300"})
+    await _until(lambda: _flat(bot))
+
+
+def test_the_paper_broker_serves_take_profit_and_close_position_to_the_connector(broker):
+    client = UMFutures(key=broker.key, secret=broker.secret, base_url=broker.url)
+    client.new_order(symbol=WIRE, side="BUY", type="MARKET", quantity="0.02")
+    tp = client.sign_request(
+        "POST",
+        "/fapi/v1/algoOrder",
+        {"algoType": "CONDITIONAL", "symbol": WIRE, "side": "SELL", "type": "TAKE_PROFIT_MARKET",
+         "triggerPrice": "63000", "closePosition": "true"},
+    )
+    assert tp["orderType"] == "TAKE_PROFIT_MARKET" and tp["closePosition"] is True and tp["algoStatus"] == "NEW"
+    assert Decimal(tp["quantity"]) == Decimal("0.02")
+    # The plain order endpoint answers for conditional types the way Binance now does: refused.
+    try:
+        client.new_order(symbol=WIRE, side="SELL", type="TAKE_PROFIT_MARKET", stopPrice="63000", quantity="0.02")
+    except Exception as exc:  # noqa: BLE001 - binance.error.ClientError
+        assert getattr(exc, "status_code", None) == 400
+    else:
+        raise AssertionError("a conditional order was accepted on /fapi/v1/order")

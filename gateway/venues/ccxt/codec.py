@@ -97,8 +97,12 @@ def time_in_force(value: Any) -> TimeInForce:
 def order_args(intent: OrderIntent) -> tuple[str, Decimal | None, dict]:
     """ccxt's create_order type, price and params for an intent's entry."""
     params: dict[str, Any] = {}
-    if intent.reduce_only:
+    if intent.close_position:
+        params["closePosition"] = True  # Binance refuses reduceOnly beside it; it implies it
+    elif intent.reduce_only:
         params["reduceOnly"] = True
+    # ccxt's unified names: takeProfitPrice makes a TAKE_PROFIT(_MARKET), triggerPrice a STOP(_MARKET).
+    trigger = "takeProfitPrice" if intent.profit_trigger else "triggerPrice"
     if intent.type is OrderType.MARKET:
         return "market", None, params
     if intent.type is OrderType.LIMIT and intent.post_only:
@@ -106,10 +110,20 @@ def order_args(intent: OrderIntent) -> tuple[str, Decimal | None, dict]:
     if intent.type is OrderType.LIMIT:
         return "limit", intent.limit_price, {**params, "timeInForce": TIFS[intent.time_in_force]}
     if intent.type is OrderType.STOP:
-        return "market", None, {**params, "triggerPrice": intent.stop_price}
+        return "market", None, {**params, trigger: intent.stop_price}
     if intent.type is OrderType.STOP_LIMIT:
-        return "limit", intent.limit_price, {**params, "triggerPrice": intent.stop_price}
+        return "limit", intent.limit_price, {**params, trigger: intent.stop_price}
+    if intent.activation_price is not None:
+        params["activationPrice"] = intent.activation_price
     return "market", None, {**params, "trailingPercent": str(intent.trail_percent)}
+
+
+CONDITIONAL_PARAMS = ("triggerPrice", "takeProfitPrice", "trailingPercent")
+
+
+def is_conditional(params: dict) -> bool:
+    """Whether create_order params make an algo (conditional) order, which has its own endpoints."""
+    return any(name in params for name in CONDITIONAL_PARAMS)
 
 
 def filter_orders(orders: list[Order], query: OrderQuery) -> list[Order]:
@@ -177,6 +191,11 @@ def to_order(
         filled_at=updated if status is OrderStatus.FILLED else None,
         canceled_at=updated if status is OrderStatus.CANCELED else None,
         post_only=raw.get("postOnly") is True or str(info.get("timeInForce", "")).upper() == "GTX",
+        profit_trigger=str(info.get("orderType") or info.get("type") or "").upper().startswith("TAKE_PROFIT"),
+        close_position=info.get("closePosition") in (True, "true"),
+        activation_price=safe_num(info.get("activatePrice") or info.get("activationPrice"))
+        if order_type is OrderType.TRAILING_STOP
+        else None,
     )
     return order, bool(conditional)
 

@@ -30,7 +30,7 @@ from ...model import (
     TimeInForce,
 )
 from ..emulation import ExitLeg
-from .codec import TIFS, Garbage, bulk_status, filter_orders, order_args, to_order
+from .codec import TIFS, Garbage, bulk_status, filter_orders, is_conditional, order_args, to_order
 from .markets import increment, on_grid, round_to_tick
 
 MAX_REMEMBERED_ORDERS = 20_000
@@ -67,7 +67,7 @@ class CcxtOrders:
         if client_id in self._uncertain:  # resent after an uncertain answer: it may exist by now
             try:
                 return await self._resolve(
-                    exchange, market, client_id, "triggerPrice" in params or "trailingPercent" in params
+                    exchange, market, client_id, is_conditional(params)
                 )
             except UpstreamUncertain:
                 pass  # still unknown at the exchange: place it (a duplicate client id is refused there)
@@ -108,12 +108,12 @@ class CcxtOrders:
         limit = (
             on_grid(exchange, market, price, "price", "PRICE_FILTER", exchange.price_to_precision) if price else None
         )
-        for name in ("triggerPrice", "stopPrice"):
+        for name in ("triggerPrice", "stopPrice", "takeProfitPrice", "activationPrice"):
             if name in params:
                 params[name] = on_grid(
                     exchange, market, params[name], "stop price", "PRICE_FILTER", exchange.price_to_precision
                 )
-        conditional = "triggerPrice" in params or "trailingPercent" in params
+        conditional = is_conditional(params)
         params = {**params, "clientOrderId": client_id}
         try:
             raw = await self._call(
@@ -286,6 +286,11 @@ class CcxtOrders:
             stop_price=change.stop_price or old.stop_price,
             trail_percent=change.trail or old.trail_percent,
             client_order_id=change.client_order_id,
+            post_only=old.post_only,
+            profit_trigger=old.profit_trigger,
+            close_position=old.close_position,
+            reduce_only=old.close_position,
+            activation_price=old.activation_price,
         )
         new = await self.submit_order(intent)
         new.replaces = old.id

@@ -234,6 +234,15 @@ def test_the_paper_broker_serves_take_profit_and_close_position_to_the_connector
     )
     assert tp["orderType"] == "TAKE_PROFIT_MARKET" and tp["closePosition"] is True and tp["algoStatus"] == "NEW"
     assert Decimal(tp["quantity"]) == Decimal("0.02")
+    placed, malformed = client.new_batch_order(
+        [
+            {"symbol": WIRE, "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000", "timeInForce": "GTX"},
+            {"symbol": WIRE, "side": "BUY", "type": "LIMIT", "quantity": "-1", "price": "50000", "timeInForce": "GTC"},
+        ]
+    )
+    assert placed["status"] == "NEW" and placed["timeInForce"] == "GTX" and malformed["code"] == -1014
+    amended = client.modify_order(symbol=WIRE, side="BUY", quantity="0.03", price="50500", orderId=placed["orderId"])
+    assert Decimal(amended["origQty"]) == Decimal("0.03") and amended["status"] == "NEW"
     # The plain order endpoint answers for conditional types the way Binance now does: refused.
     try:
         client.new_order(symbol=WIRE, side="SELL", type="TAKE_PROFIT_MARKET", stopPrice="63000", quantity="0.02")
@@ -241,3 +250,38 @@ def test_the_paper_broker_serves_take_profit_and_close_position_to_the_connector
         assert getattr(exc, "status_code", None) == 400
     else:
         raise AssertionError("a conditional order was accepted on /fapi/v1/order")
+
+
+@pytest.fixture
+async def protected_bot(default_policy_home, broker):
+    """The shipped default policy: every crypto entry gets a gateway-owned protective stop."""
+    BrokerKeys(Vault.open(Home.at(default_policy_home.home))).set("ccxt", broker.key, broker.secret)
+    running = await start_gateway(default_policy_home, venue="ccxt", upstream_url=broker.url)
+    exchange = binance_client(running.url, running.key_id, running.secret)
+    try:
+        await exchange.load_markets()
+        await exchange.set_leverage(1, BTC)
+        yield exchange
+    finally:
+        await exchange.close()
+        await running.gateway.stop()
+
+
+async def test_under_the_default_policy_a_bots_own_exits_pass_as_exits(protected_bot, broker):
+    bot = protected_bot
+    entry = await bot.create_order(BTC, "market", "buy", 0.01)
+    assert "attached a protective stop" in entry["info"].get("gatewayNote", "")
+    # A closePosition stop covers the whole position: an exit, never asked for a stop of its own.
+    stop = await bot.create_order(BTC, "market", "sell", None, None, {"triggerPrice": 57000, "closePosition": True})
+    assert stop["status"] == "open" and "gatewayNote" not in stop["info"]
+    await bot.cancel_order(stop["id"], BTC, {"trigger": True})
+    tp = await bot.create_order(BTC, "market", "sell", 0.01, None, {"takeProfitPrice": 62000, "reduceOnly": True})
+    assert tp["status"] == "open" and "gatewayNote" not in tp["info"]
+    await broker.set_prices({"BTCUSDT": "62500"})
+    await _until(lambda: _flat(bot))
+    # Flat: the gateway's own stop is cancelled, nothing is left at the broker.
+    await _until(lambda: _no_open_orders(broker))
+
+
+async def _no_open_orders(broker) -> bool:
+    return not [o for o in await broker.orders() if (o.get("status") or o.get("algoStatus")) == "NEW"]

@@ -246,7 +246,7 @@ class RiskGateway(Backend):
             except GatewayError as exc:
                 decided.append(exc)
         results: list[Order | GatewayError] = []
-        for item in decided:
+        for done, item in enumerate(decided):
             if not isinstance(item, tuple):
                 results.append(item)
                 continue
@@ -261,6 +261,12 @@ class RiskGateway(Backend):
                 )
             except GatewayError as exc:
                 results.append(exc)
+            except BaseException:
+                # Cancelled mid-batch: the orders not yet recorded never leave; release their room.
+                for later in decided[done + 1 :]:
+                    if isinstance(later, tuple) and later[3] is not None:
+                        self.ledger.refused(later[3])
+                raise
             finally:
                 if self.on_decision is not None:
                     self.on_decision(decision, self.monotonic() - started)

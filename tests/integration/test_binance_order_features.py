@@ -138,6 +138,10 @@ async def test_binance_futures_connector_batch_and_modify(gateway, broker):
             symbol=WIRE, side="BUY", quantity="0.02", price="50100", orderId=placed["orderId"]
         )
         assert Decimal(amended["origQty"]) == Decimal("0.02") and Decimal(amended["price"]) == Decimal("50100")
+        maker = client.new_order(symbol=WIRE, side="SELL", type="LIMIT", quantity="0.01", price="61000", timeInForce="GTX")
+        assert maker["status"] == "NEW" and maker["timeInForce"] == "GTX"
+        taker = client.new_order(symbol=WIRE, side="SELL", type="LIMIT", quantity="0.01", price="59000", timeInForce="GTX")
+        assert taker["status"] == "EXPIRED" and Decimal(taker["executedQty"]) == 0
         return placed["clientOrderId"]
 
     placed_id = await asyncio.to_thread(run)

@@ -6,13 +6,18 @@ paper broker process, with unmodified clients: ccxt ``binanceusdm`` and binance-
   limit is refused alone and never reaches the broker.
 - ``PUT /fapi/v1/order`` (amend): judged as a replace; an amend that breaks a limit is refused.
 - postOnly / GTX: a post-only order that would take is expired, never filled.
+- TAKE_PROFIT(_MARKET), closePosition stops and trailing activatePrice: exits judged as exits,
+  forwarded to the broker's algoOrder endpoint, triggered by the paper broker like Binance.
+- Every order-placing route is behind the replay guard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 
+import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 from binance.um_futures import UMFutures
@@ -20,6 +25,8 @@ from binance.um_futures import UMFutures
 from gateway.home import Home
 from gateway.keys.broker import BrokerKeys
 from gateway.keys.vault import Vault
+
+from tests.adversarial.binance import send, signed
 
 from .support import start_gateway
 from .test_binance_paper_broker import BTC, binance_client, broker_process
@@ -289,3 +296,35 @@ async def test_under_the_default_policy_a_bots_own_exits_pass_as_exits(protected
 
 async def _no_open_orders(broker) -> bool:
     return not [o for o in await broker.orders() if (o.get("status") or o.get("algoStatus")) == "NEW"]
+
+
+async def test_a_replayed_batch_or_amend_is_refused_and_not_forwarded(gateway, broker):
+    order = {"symbol": WIRE, "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000", "timeInForce": "GTC"}
+    async with aiohttp.ClientSession() as session:
+        await send(session, "POST", f"{gateway.url}/fapi/v1/leverage", gateway.key_id, signed({"symbol": WIRE, "leverage": 1}, gateway.secret))
+        batch = signed({"batchOrders": json.dumps([order, {**order, "price": "50001"}])}, gateway.secret, recvWindow=60_000)
+        status, first = await send(session, "POST", f"{gateway.url}/fapi/v1/batchOrders", gateway.key_id, batch)
+        assert status == 200 and [o["status"] for o in first] == ["NEW", "NEW"]
+        status, again = await send(session, "POST", f"{gateway.url}/fapi/v1/batchOrders", gateway.key_id, batch)
+        assert (status, again["code"]) == (401, -1022)
+        amend = signed(
+            {"symbol": WIRE, "side": "BUY", "quantity": "0.02", "price": "50100", "orderId": first[0]["orderId"]},
+            gateway.secret,
+            recvWindow=60_000,
+        )
+        status, amended = await send(session, "PUT", f"{gateway.url}/fapi/v1/order", gateway.key_id, amend)
+        assert status == 200 and amended["origQty"] == "0.02"
+        status, again = await send(session, "PUT", f"{gateway.url}/fapi/v1/order", gateway.key_id, amend)
+        assert (status, again["code"]) == (401, -1022)
+        status, duplicate = await send(
+            session,
+            "POST",
+            f"{gateway.url}/fapi/v1/batchOrders",
+            gateway.key_id,
+            signed({"batchOrders": json.dumps([{**order, "quantity": "0.002", "newClientOrderId": "same"}] * 2)}, gateway.secret),
+        )
+        assert status == 200, duplicate  # a client id twice in one batch: the second is refused
+        assert duplicate[0]["clientOrderId"] == "same" and duplicate[1]["code"] == -2010
+    upstream = await broker.orders()
+    assert sum(1 for o in upstream if o.get("clientOrderId") == "same") == 1
+    assert len(upstream) == 4  # two from the batch, the amended one, the duplicate's first

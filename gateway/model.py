@@ -185,6 +185,17 @@ class OrderIntent:
     extended_hours: bool = False
     # Binance-style flag: the bot promises the order only reduces; the gateway still verifies it.
     reduce_only: bool = False
+    # A limit order that must rest (Binance GTX / postOnly): expired, never filled, if it would take.
+    post_only: bool = False
+    # Binance TAKE_PROFIT(_MARKET): a stop (STOP / STOP_LIMIT) whose trigger fires as the price
+    # moves in the order's favour (a sell at or above stop_price, a buy at or below), not against it.
+    profit_trigger: bool = False
+    # Binance closePosition: when triggered, the order closes whatever position there is (never
+    # opens one). The dialect sets ``qty`` to the position when the order is placed, so it is
+    # judged (as an exit) for what it closes.
+    close_position: bool = False
+    # A trailing stop starts trailing only once the price reaches this (Binance activatePrice).
+    activation_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +260,10 @@ class Order:
     replaces: str | None = None
     # Set by the gateway when a rule clamped the order: what was asked, what was sent, and why.
     gateway_note: str | None = None
+    post_only: bool = False  # see OrderIntent for these four
+    profit_trigger: bool = False
+    close_position: bool = False
+    activation_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import logging
 
-from .errors import OrderRejected, Unauthorized, UpstreamUnavailable
+from .errors import GatewayError, OrderRejected, Unauthorized, UpstreamUnavailable
 from .market import Bar, FundingRate, NotServed, OrderBook, Page, Quote, SeriesQuery, Snapshot, Trade
 from .model import (
     Account,
@@ -447,6 +447,18 @@ class Backend(ABC):
 
     @abstractmethod
     async def submit_order(self, caller: Caller, intent: OrderIntent) -> Order: ...
+
+    async def submit_orders(self, caller: Caller, intents: Sequence[OrderIntent]) -> list[Order | GatewayError]:
+        """A batch (Binance ``batchOrders``): one result per order, in order, an error for each
+        one refused. By default one by one; a backend that judges orders decides the batch in one
+        step (``RiskGateway``)."""
+        results: list[Order | GatewayError] = []
+        for intent in intents:
+            try:
+                results.append(await self.submit_order(caller, intent))
+            except GatewayError as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     async def replace_order(self, caller: Caller, order_id: str, change: OrderReplace) -> Order: ...

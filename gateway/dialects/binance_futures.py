@@ -54,10 +54,11 @@ from ..errors import (
     TradingHalted,
     Unauthorized,
 )
-from ..model import AssetClass, Caller, Order, OrderQuery
+from ..model import AssetClass, Caller, Order, OrderIntent, OrderQuery, Side
 from ..numbers import parse_decimal
 from ..ports import Authenticator, Backend, TradingRules
 from ..wire import binance as wire
+from ..wire import binance_batch
 from . import binance_user_stream
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,8 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_post("/v1/order", new_order)
     r.add_get("/v1/order", query_order)
     r.add_delete("/v1/order", cancel_order)
+    r.add_put("/v1/order", amend_order)
+    r.add_post("/v1/batchOrders", new_batch_orders)
     r.add_get("/v1/openOrder", query_open_order)
     r.add_get("/v1/openOrders", open_orders)
     r.add_get("/v1/allOrders", all_orders)
@@ -284,24 +287,30 @@ def error_response(status: int, code: int, msg: str, **extra: Any) -> web.Respon
 
 
 def gateway_error_response(exc: GatewayError, *, order_route: bool = False) -> web.Response:
+    status, body = error_body(exc, order_route=order_route)
+    response = error_response(status, **body)
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return response
+
+
+def error_body(exc: GatewayError, *, order_route: bool = False) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, ``{"code", "msg", ...}``) for an error: a response, or one order's entry in
+    a batch answer."""
     if isinstance(exc, wire.BinanceError):
-        return error_response(exc.status, exc.code, exc.message)
+        return exc.status, {"code": exc.code, "msg": exc.message}
     status_code = wire.CODES_BY_KIND.get(exc.kind)
     if status_code is None:
-        return error_response(500, wire.UNKNOWN, "An unknown error occurred while processing the request.")
+        return 500, {"code": wire.UNKNOWN, "msg": "An unknown error occurred while processing the request."}
     status, code = status_code
     if exc.kind == "invalid" and order_route:
         code = wire.BAD_ORDER
     if isinstance(exc, RiskRejected):
-        return error_response(
-            status, code, f"Rejected by the gateway's risk policy: {exc.message}", rejectCodes=list(exc.codes)
-        )
+        msg = f"Rejected by the gateway's risk policy: {exc.message}"
+        return status, {"code": code, "msg": msg, "rejectCodes": list(exc.codes)}
     if isinstance(exc, TradingHalted):
-        return error_response(status, code, exc.message, rejectCodes=[exc.code])
-    response = error_response(status, code, exc.message)
-    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
-    return response
+        return status, {"code": code, "msg": exc.message, "rejectCodes": [exc.code]}
+    return status, {"code": code, "msg": exc.message}
 
 
 @web.middleware
@@ -751,6 +760,43 @@ async def new_order(request: web.Request) -> web.Response:
     return json_response(wire.order_to_wire(order))
 
 
+@order_route
+async def new_batch_orders(request: web.Request) -> web.Response:
+    """Each order parsed and judged on its own; the batch decided in one step by the backend.
+    The answer is Binance's: one entry per order, the order or its ``{"code", "msg"}``."""
+    book = await _state(request).book()
+    parsed: list[Any] = []
+    for params in binance_batch.parse_batch(params_of(request)):
+        try:
+            if "_malformed" in params:
+                raise InvalidRequest(f"malformed order in batchOrders: {params['_malformed']}")
+            parsed.append(wire.parse_order(params, book))
+        except GatewayError as exc:
+            parsed.append(exc)
+    intents = [p for p in parsed if not isinstance(p, GatewayError)]
+    if intents:
+        admit_order_once(request)
+    results = iter(await _backend(request).submit_orders(caller_of(request), intents) if intents else [])
+    out: list[dict[str, Any]] = []
+    for item in parsed:
+        outcome = item if isinstance(item, GatewayError) else next(results)
+        if isinstance(outcome, GatewayError):
+            out.append(error_body(outcome, order_route=True)[1])
+        else:
+            out.append(wire.order_to_wire(outcome))
+    return json_response(out)
+
+
+@order_route
+async def amend_order(request: web.Request) -> web.Response:
+    """PUT /fapi/v1/order: a LIMIT order's new quantity and price, judged as a replace."""
+    order = await _find(request, "orderId", "origClientOrderId")
+    change = binance_batch.parse_amend(params_of(request), order)
+    admit_order_once(request)
+    new = await _backend(request).replace_order(caller_of(request), order.id, change)
+    return json_response(wire.order_to_wire(new))
+
+
 async def query_order(request: web.Request) -> web.Response:
     return json_response(wire.order_to_wire(await _find(request, "orderId", "origClientOrderId")))
 
@@ -798,9 +844,27 @@ async def cancel_all_open_orders(request: web.Request) -> web.Response:
     return json_response({"code": 200, "msg": "The operation of cancel all open order is done."})
 
 
+async def _sized_to_position(request: web.Request, intent: OrderIntent) -> OrderIntent:
+    """A closePosition order's quantity is the position it closes, so it is judged (as an exit)
+    for exactly that. Without a position on the other side there is nothing to close: refused."""
+    try:
+        position = await _backend(request).get_position(caller_of(request), intent.symbol)
+    except NotFound:
+        position = None
+    size = abs(position.qty) if position is not None else Decimal(0)
+    if size == 0 or (position.qty > 0) != (intent.side is Side.SELL):
+        # Binance answers -2022; under a host that is not Binance's, ccxt maps only -2010 to InvalidOrder.
+        raise wire.BinanceError(
+            400, wire.ORDER_REJECTED, "ReduceOnly Order is rejected: closePosition needs a position on the other side."
+        )
+    return dataclasses.replace(intent, qty=size)
+
+
 @order_route
 async def new_algo_order(request: web.Request) -> web.Response:
     intent = wire.parse_algo_order(params_of(request), await _state(request).book())
+    if intent.close_position:
+        intent = await _sized_to_position(request, intent)
     admit_order_once(request)
     order = await _backend(request).submit_order(caller_of(request), intent)
     return json_response(wire.algo_order_to_wire(order))

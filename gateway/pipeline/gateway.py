@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..audit.log import AuditLog
 from ..control.state import TradingControl
 from ..errors import (
+    GatewayError,
     InvalidRequest,
     NotFound,
     OrderRejected,
@@ -249,6 +250,68 @@ class RiskGateway(Backend):
         finally:
             if self.on_decision is not None and decision is not None:
                 self.on_decision(decision, self.monotonic() - started)
+
+    async def submit_orders(self, caller: Caller, intents: Sequence[OrderIntent]) -> list[Order | GatewayError]:
+        """A batch: every order's market facts first, then every order decided in ONE synchronous
+        step (no await between decisions: the batch takes its room at once, each order judged
+        with the ones before it counted), then each one recorded and forwarded (or its denial
+        recorded), in order. One result per order: the order, or the error that refused it."""
+        prepared: list[tuple[OrderIntent, Violation | None, Decimal | None] | Order | GatewayError] = []
+        for intent in intents:
+            try:
+                self.admission.admit(caller, "submit", intent.asset_class)
+                if intent.client_order_id is None:
+                    intent = replace(intent, client_order_id=new_client_id())
+                else:
+                    existing = self.ledger.get(intent.client_order_id)
+                    if existing is not None and not self.ledger.client_id_free(intent.client_order_id):
+                        prepared.append(await self._repeat(existing, intent))
+                        continue
+                problem = await self.facts.unknown_symbol(intent.symbol, intent.asset_class)
+                if problem is None:
+                    problem = await self.facts.enforce_leverage(caller, intent.symbol, intent.asset_class)
+                prepared.append((intent, problem, await self.facts.reference_price(intent.symbol, intent.asset_class)))
+            except GatewayError as exc:
+                prepared.append(exc)
+        decided: list = []
+        for item in prepared:  # the one synchronous step
+            if not isinstance(item, tuple):
+                decided.append(item)
+                continue
+            intent, problem, price = item
+            try:
+                if problem is not None:
+                    decided.append((intent, self.orders.deny(problem), intent, None, price))
+                else:
+                    decided.append((intent, *self.orders.decide(intent, price, caller, "submit"), price))
+            except GatewayError as exc:
+                decided.append(exc)
+        results: list[Order | GatewayError] = []
+        for done, item in enumerate(decided):
+            if not isinstance(item, tuple):
+                results.append(item)
+                continue
+            intent, decision, final, entry, price = item
+            started = self.monotonic()
+            try:
+                results.append(
+                    await self.orders.run(
+                        caller, "order", intent, final, decision, entry, price,
+                        self._sender(decision, final, self.venue.submit_order),
+                    )
+                )
+            except GatewayError as exc:
+                results.append(exc)
+            except BaseException:
+                # Cancelled mid-batch: the orders not yet recorded never leave; release their room.
+                for later in decided[done + 1 :]:
+                    if isinstance(later, tuple) and later[3] is not None:
+                        self.ledger.refused(later[3])
+                raise
+            finally:
+                if self.on_decision is not None:
+                    self.on_decision(decision, self.monotonic() - started)
+        return results
 
     def _sender(self, decision: Decision, final: OrderIntent, send: Callable[[OrderIntent], Awaitable[Order]]):
         """The venue call for an allowed order; an exit first makes room among the gateway's

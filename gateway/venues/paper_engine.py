@@ -810,12 +810,17 @@ class PaperEngine:
             trail_percent=intent.trail_percent,
             order_class=cls,
             extended_hours=intent.extended_hours,
+            post_only=intent.post_only,
+            profit_trigger=intent.profit_trigger,
+            close_position=intent.close_position,
+            activation_price=intent.activation_price,
         )
         if cls is OrderClass.OCO:  # Alpaca's shape: the take-profit limit is the parent
             parent_fields["limit_price"] = intent.take_profit.limit_price
         parent = self._new_record(client_order_id=client_order_id, status=OrderStatus.NEW, **parent_fields)
         if parent.order.type is OrderType.TRAILING_STOP:
-            self._init_trail(parent.order, self._marks.get(intent.symbol))
+            mark = self._marks.get(intent.symbol)
+            self._init_trail(parent.order, mark if mark is not None and _trail_active(parent.order, mark) else None)
 
         leg_status = OrderStatus.NEW if cls is OrderClass.OCO else OrderStatus.HELD
         exit_side = intent.side if cls is OrderClass.OCO else intent.side.opposite
@@ -947,6 +952,10 @@ class PaperEngine:
         """An order starts working: fill it now if it can, else let it rest, except IOC/FOK,
         which are canceled when they cannot fill at once (fills are whole, so they agree)."""
         mark = self._marks.get(rec.order.symbol)
+        if mark is not None and rec.order.post_only and _limit_crossed(rec.order, mark):
+            # Binance GTX: a post-only order that would take is expired, never filled.
+            self._set_status(rec, OrderStatus.EXPIRED, event=OrderEventType.EXPIRED, expired_at=self._now())
+            return
         if mark is not None:
             self._match(rec, mark, arriving=True)
         if rec.order.status.is_open and rec.order.time_in_force in _IMMEDIATE_TIFS:
@@ -958,6 +967,8 @@ class PaperEngine:
             self._fill(rec, mark)
             return
         if order.type is OrderType.TRAILING_STOP:
+            if not _trail_active(order, mark):
+                return  # waiting for its activation price
             self._follow_trail(order, mark)
         if order.type in (OrderType.STOP, OrderType.TRAILING_STOP):
             if _stop_hit(order, mark):
@@ -1000,6 +1011,13 @@ class PaperEngine:
 
     def _fill(self, rec: _Record, price: Decimal) -> None:
         order = rec.order
+        if order.close_position:
+            # Binance closePosition: closes the position there is when it fires, never opens one.
+            held = self._held(order.symbol)
+            if held == 0 or (held > 0) != (order.side is Side.SELL):
+                self._set_status(rec, OrderStatus.EXPIRED, event=OrderEventType.EXPIRED, expired_at=self._now())
+                return
+            order.qty = abs(held)
         qty = self._order_qty(order, price)
         if self._spot_crypto(order.asset_class) and order.side is Side.SELL and qty > self._held(order.symbol):
             self._cancel(rec)  # the holding shrank since submission; crypto never goes short
@@ -1225,7 +1243,16 @@ class PaperEngine:
 def _stop_hit(order: Order, mark: Decimal) -> bool:
     if order.stop_price is None:
         return False
-    return mark >= order.stop_price if order.side is Side.BUY else mark <= order.stop_price
+    rising = (order.side is Side.BUY) != order.profit_trigger  # a take-profit fires the other way
+    return mark >= order.stop_price if rising else mark <= order.stop_price
+
+
+def _trail_active(order: Order, mark: Decimal) -> bool:
+    """A trailing stop with an activation price trails once the price has reached it (a sell
+    trails from a rise to it, a buy from a fall to it); it stays active after."""
+    if order.activation_price is None or order.hwm is not None:
+        return True
+    return mark >= order.activation_price if order.side is Side.SELL else mark <= order.activation_price
 
 
 def _limit_crossed(order: Order, mark: Decimal) -> bool:

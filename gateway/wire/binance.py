@@ -287,7 +287,8 @@ ORDER_PARAMS = _COMMON_ORDER | {"newClientOrderId", "stopPrice", "activationPric
 ALGO_ORDER_PARAMS = _COMMON_ORDER | {"algoType", "clientAlgoId", "triggerPrice", "activatePrice", "callbackRate"}
 
 PLAIN_TYPES = ("MARKET", "LIMIT")
-ALGO_TYPES = ("STOP_MARKET", "STOP", "TRAILING_STOP_MARKET")
+ALGO_TYPES = ("STOP_MARKET", "STOP", "TAKE_PROFIT_MARKET", "TAKE_PROFIT", "TRAILING_STOP_MARKET")
+CLOSE_POSITION_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")  # Binance: closePosition only with these
 _TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 MAX_CALLBACK_RATE = Decimal(10)  # Binance: 0.1 to 10 percent
 
@@ -308,15 +309,12 @@ def parse_order(params: Mapping[str, str], book: SymbolBook) -> OrderIntent:
 
 
 def parse_algo_order(params: Mapping[str, str], book: SymbolBook) -> OrderIntent:
-    """POST /fapi/v1/algoOrder (algoType CONDITIONAL): stop-market, stop-limit, trailing stop."""
+    """POST /fapi/v1/algoOrder (algoType CONDITIONAL): stop-market, stop-limit, take-profit
+    (market and limit), trailing stop (with its activatePrice). A ``closePosition`` order comes
+    back without a quantity: the caller sets it to the position."""
     refuse_unknown(params, ALGO_ORDER_PARAMS)
     _choice(params, "algoType", ("CONDITIONAL",))
-    kind = params.get("type", "").strip().upper()
-    if kind.startswith("TAKE_PROFIT"):
-        raise InvalidRequest(f"order type {kind} is not supported by the gateway; use a LIMIT order with reduceOnly")
     kind = _choice(params, "type", ALGO_TYPES)
-    if params.get("activatePrice"):
-        raise InvalidRequest("activatePrice is not supported by the gateway: trailing stops start at once")
     return _intent(params, book, kind, client_order_id=parse_client_id(params.get("clientAlgoId"), "clientAlgoId"))
 
 
@@ -325,8 +323,11 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
     side = Side(_choice(params, "side", ("BUY", "SELL")).lower())
     if _choice(params, "positionSide", ("BOTH", "LONG", "SHORT"), default="BOTH") != "BOTH":
         raise InvalidRequest("hedge mode (positionSide LONG/SHORT) is not supported; use positionSide BOTH")
-    if parse_bool(params.get("closePosition"), "closePosition"):
-        raise InvalidRequest("closePosition is not supported; send quantity with reduceOnly=true")
+    close_position = parse_bool(params.get("closePosition"), "closePosition")
+    if close_position:
+        if kind not in CLOSE_POSITION_TYPES:
+            raise InvalidRequest(f"closePosition is not allowed for {kind} orders")
+        _forbid(params, "closePosition orders", "quantity", "reduceOnly")
     parse_bool(params.get("priceProtect"), "priceProtect")
     if _choice(params, "priceMatch", ("NONE",), default="NONE") != "NONE":
         raise InvalidRequest("priceMatch is not supported")
@@ -335,23 +336,28 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
     for name, allowed in _IGNORED.items():
         _choice(params, name, allowed, default=allowed[0])
     tif_raw = params.get("timeInForce", "").strip().upper()
-    if tif_raw in ("GTX", "GTD"):
-        raise InvalidRequest(f"timeInForce {tif_raw} is not supported by the gateway; use GTC, IOC or FOK")
-    tif = _TIFS[_choice(params, "timeInForce", tuple(_TIFS), default="GTC")]
-    qty = parse_decimal(require(params, "quantity"), "quantity", maximum=MAX_QTY)
-    reduce_only = parse_bool(params.get("reduceOnly"), "reduceOnly")
-    fields: dict[str, Any] = {}
+    if tif_raw == "GTD":
+        raise InvalidRequest("timeInForce GTD is not supported by the gateway; use GTC, IOC, FOK or GTX")
+    post_only = tif_raw == "GTX"  # Good Till Crossing: Binance's post-only
+    if post_only and kind != "LIMIT":
+        raise InvalidRequest(f"timeInForce GTX is not allowed for {kind} orders")
+    tif = TimeInForce.GTC if post_only else _TIFS[_choice(params, "timeInForce", tuple(_TIFS), default="GTC")]
+    qty = None if close_position else parse_decimal(require(params, "quantity"), "quantity", maximum=MAX_QTY)
+    reduce_only = close_position or parse_bool(params.get("reduceOnly"), "reduceOnly")
+    fields: dict[str, Any] = {"profit_trigger": kind.startswith("TAKE_PROFIT"), "close_position": close_position}
+    if kind != "TRAILING_STOP_MARKET":
+        _forbid(params, kind, "activatePrice", "activationPrice")
     if kind == "MARKET":
         order_type = OrderType.MARKET
         _forbid(params, kind, "price")
     elif kind == "LIMIT":
         order_type = OrderType.LIMIT
         fields["limit_price"] = parse_decimal(require(params, "price"), "price", maximum=MAX_PRICE)
-    elif kind == "STOP_MARKET":
+    elif kind in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
         order_type = OrderType.STOP
         _forbid(params, kind, "price", "callbackRate")
         fields["stop_price"] = parse_decimal(require(params, "triggerPrice"), "triggerPrice", maximum=MAX_PRICE)
-    elif kind == "STOP":
+    elif kind in ("STOP", "TAKE_PROFIT"):
         order_type = OrderType.STOP_LIMIT
         _forbid(params, kind, "callbackRate")
         fields["stop_price"] = parse_decimal(require(params, "triggerPrice"), "triggerPrice", maximum=MAX_PRICE)
@@ -362,6 +368,9 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
         fields["trail_percent"] = parse_decimal(
             require(params, "callbackRate"), "callbackRate", maximum=MAX_CALLBACK_RATE
         )
+        activation = params.get("activatePrice") or params.get("activationPrice")
+        if activation:
+            fields["activation_price"] = parse_decimal(activation, "activatePrice", maximum=MAX_PRICE)
     if order_type is not OrderType.LIMIT and tif is not TimeInForce.GTC and order_type is not OrderType.MARKET:
         raise InvalidRequest(f"timeInForce {tif.value.upper()} is not allowed for {kind} orders")
     return OrderIntent(
@@ -373,6 +382,7 @@ def _intent(params: Mapping[str, str], book: SymbolBook, kind: str, client_order
         qty=qty,
         client_order_id=client_order_id,
         reduce_only=reduce_only,
+        post_only=post_only,
         **fields,
     )
 
@@ -445,6 +455,15 @@ _TYPES = {
 }
 
 
+_PROFIT_TYPES = {OrderType.STOP: "TAKE_PROFIT_MARKET", OrderType.STOP_LIMIT: "TAKE_PROFIT"}
+
+
+def wire_type(order: Order) -> str:
+    if order.profit_trigger and order.type in _PROFIT_TYPES:
+        return _PROFIT_TYPES[order.type]
+    return _TYPES[order.type]
+
+
 def is_algo(order: Order) -> bool:
     """Conditional orders are rendered (and listed) as Binance algo orders."""
     return order.type in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
@@ -456,6 +475,8 @@ def is_binance_order(order: Order) -> bool:
 
 
 def _tif(order: Order) -> str:
+    if order.post_only:
+        return "GTX"
     return order.time_in_force.value.upper() if order.time_in_force in _TIFS.values() else "GTC"
 
 
@@ -471,7 +492,7 @@ def order_to_wire(order: Order) -> dict[str, Any]:
         return algo_order_to_wire(order)
     filled = order.filled_qty or Decimal(0)
     average = order.filled_avg_price
-    kind = _TYPES[order.type]
+    kind = wire_type(order)
     return _noted(
         order,
         {
@@ -521,7 +542,7 @@ def algo_order_to_wire(order: Order) -> dict[str, Any]:
         "algoId": wire_id(order.id),
         "clientAlgoId": order.client_order_id,
         "algoType": "CONDITIONAL",
-        "orderType": _TYPES[order.type],
+        "orderType": wire_type(order),
         "symbol": wire_symbol(order.symbol),
         "side": order.side.value.upper(),
         "positionSide": "BOTH",
@@ -534,7 +555,7 @@ def algo_order_to_wire(order: Order) -> dict[str, Any]:
         "selfTradePreventionMode": "NONE",
         "workingType": "CONTRACT_PRICE",
         "priceMatch": "NONE",
-        "closePosition": False,
+        "closePosition": order.close_position,
         "priceProtect": False,
         "reduceOnly": False,
         "createTime": ms(order.created_at),
@@ -547,6 +568,8 @@ def algo_order_to_wire(order: Order) -> dict[str, Any]:
     }
     if order.type is OrderType.TRAILING_STOP:
         body["callbackRate"] = _zero(order.trail_percent)
+        if order.activation_price is not None:
+            body["activatePrice"] = _zero(order.activation_price)
     return _noted(order, body)
 
 
@@ -711,8 +734,8 @@ def symbol_config_to_wire(symbol: str, leverage: int, margin_mode: str) -> dict[
 # Markets out
 
 DEFAULT_MAX_LEVERAGE = 125
-ORDER_TYPES = ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TRAILING_STOP_MARKET"]  # no take-profit types
-TIME_IN_FORCE = ["GTC", "IOC", "FOK"]
+ORDER_TYPES = ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"]
+TIME_IN_FORCE = ["GTC", "IOC", "FOK", "GTX"]
 PERPETUAL_DELIVERY = 4133404800000  # Binance's delivery date for perpetuals (2100-12-25)
 
 

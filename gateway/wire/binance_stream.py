@@ -1,7 +1,7 @@
 """Codec of Binance USDⓈ-M futures' user data stream, in both directions.
 
 Served by ``gateway.dialects.binance_user_stream`` (the paper broker; later the gateway to its
-bots) and read by ``gateway.venues.ccxt_user_stream`` (the gateway listening to Binance). Field
+bots) and read by ``gateway.venues.ccxt.user_stream`` (the gateway listening to Binance). Field
 names are Binance's ("User Data Streams": Event Order Update, Event Algo Order Update, Event
 Balance and Position Update) as ccxt.pro's ``binanceusdm`` reads them:
 
@@ -44,7 +44,7 @@ from ..model import (
     utcnow,
 )
 from ..numbers import MAX_PRICE, MAX_QTY, fmt, parse_decimal
-from .binance import from_ms, is_algo, ms, wire_id, wire_symbol
+from .binance import from_ms, is_algo, ms, wire_id, wire_symbol, wire_type
 
 ORDER_TRADE_UPDATE = "ORDER_TRADE_UPDATE"
 ALGO_UPDATE = "ALGO_UPDATE"
@@ -114,6 +114,8 @@ def _zero(value: Decimal | None) -> str:
 
 
 def _tif(order: Order) -> str:
+    if order.post_only:
+        return "GTX"
     return order.time_in_force.value.upper() if order.time_in_force in _TIFS.values() else "GTC"
 
 
@@ -155,7 +157,7 @@ def _order_trade_update(update: OrderUpdate, now_ms: int) -> dict[str, Any]:
         execution, status = "EXPIRED", "EXPIRED"
     else:  # new, triggered (a released leg), rejected
         execution, status = "NEW", _STATUS.get(order.status, "NEW")
-    kind = _TYPES[order.type]
+    kind = wire_type(order)
     filled = order.filled_qty or Decimal(0)
     size = order.qty if order.qty is not None else filled
     at = ms(update.at)
@@ -186,7 +188,7 @@ def _order_trade_update(update: OrderUpdate, now_ms: int) -> dict[str, Any]:
         "wt": "CONTRACT_PRICE",
         "ot": kind,
         "ps": "BOTH",
-        "cp": False,
+        "cp": order.close_position,
         "rp": "0",
         "pP": False,
         "si": 0,
@@ -217,7 +219,7 @@ def _algo_update(order: Order, status: str, now_ms: int) -> dict[str, Any]:
             "caid": order.client_order_id,
             "aid": wire_id(order.id),
             "at": "CONDITIONAL",
-            "o": _TYPES[order.type],
+            "o": wire_type(order),
             "s": wire_symbol(order.symbol),
             "S": order.side.value.upper(),
             "ps": "BOTH",
@@ -233,7 +235,7 @@ def _algo_update(order: Order, status: str, now_ms: int) -> dict[str, Any]:
             "V": "NONE",
             "wt": "CONTRACT_PRICE",
             "pm": "NONE",
-            "cp": False,
+            "cp": order.close_position,
             "pP": False,
             "R": False,
             "tt": ms(order.updated_at) if fired else 0,
@@ -367,6 +369,9 @@ def _order(body: Mapping[str, Any], order_id: str, client_id: str, symbol: str, 
         filled_at=at if status is OrderStatus.FILLED else None,
         canceled_at=at if status is OrderStatus.CANCELED else None,
         expired_at=at if status is OrderStatus.EXPIRED else None,
+        profit_trigger=kind.startswith("TAKE_PROFIT"),
+        close_position=body.get("cp") is True,
+        post_only=str(body.get("f") or "").upper() == "GTX",
     )
 
 

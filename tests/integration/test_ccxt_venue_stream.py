@@ -22,7 +22,7 @@ from gateway.model import (
 from gateway.paper_broker import build_binance_paper_broker_app
 from gateway.paper_traffic import METER
 from gateway.venues.ccxt import CcxtVenue
-from gateway.venues.ccxt_user_stream import private_ws_url
+from gateway.venues.ccxt.user_stream import private_ws_url
 from gateway.venues.paper import PaperVenue
 
 from .test_alpaca_venue_stream import Recorder

@@ -72,6 +72,21 @@ def test_algo_order_new_cancel_and_fire():
     assert events[1].order.type is OrderType.STOP and events[1].price == D(61500)
 
 
+@pytest.mark.parametrize("kind", [OrderType.STOP, OrderType.STOP_LIMIT])
+def test_take_profit_and_close_position_survive_the_stream(kind):
+    tp = order(kind, side=Side.SELL, profit_trigger=True, close_position=kind is OrderType.STOP)
+    messages = wire.order_event_to_wire(OrderUpdate(OrderEventType.NEW, tp, AT), NOW)
+    assert messages[0]["o"]["o"] == ("TAKE_PROFIT_MARKET" if kind is OrderType.STOP else "TAKE_PROFIT")
+    (back,) = round_trip(OrderUpdate(OrderEventType.NEW, tp, AT))
+    assert back.order.type is kind and back.order.profit_trigger
+    assert back.order.close_position is (kind is OrderType.STOP)
+
+
+def test_post_only_is_gtx_on_the_stream():
+    (back,) = round_trip(OrderUpdate(OrderEventType.NEW, order(post_only=True), AT))
+    assert back.order.post_only and back.order.time_in_force is TimeInForce.GTC
+
+
 def test_account_update_round_trips_positions_and_skips_unknown_symbols():
     message = wire.account_update_to_wire(PositionUpdate("BTC/USDT", AssetClass.CRYPTO, D("-0.02"), D(60000), AT), NOW)
     (position,) = wire.events_from_wire(message, resolve)

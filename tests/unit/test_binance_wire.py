@@ -197,6 +197,13 @@ def test_algo_orders():
     assert trailing.type is OrderType.TRAILING_STOP and trailing.trail_percent == Decimal("1.5")
 
 
+def test_gtx_is_a_post_only_limit_order():
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000"}
+    intent = wire.parse_order({**params, "timeInForce": "GTX"}, BOOK)
+    assert intent.post_only and intent.time_in_force is TimeInForce.GTC
+    assert not wire.parse_order(params, BOOK).post_only
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -213,7 +220,7 @@ def test_algo_orders():
         {"price": "1e20"},
         {"type": "BOGUS"},
         {"side": "HOLD"},
-        {"timeInForce": "GTX"},
+        {"type": "MARKET", "price": "", "timeInForce": "GTX"},  # post-only is for LIMIT orders
         {"timeInForce": "GTD"},
         {"positionSide": "LONG"},
         {"closePosition": "true"},
@@ -232,11 +239,30 @@ def test_bad_order_input(change):
         wire.parse_order(params, BOOK)
 
 
+def test_take_profit_close_position_and_activation_parse():
+    base = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "triggerPrice": "65000"}
+    tp = wire.parse_algo_order({**base, "type": "TAKE_PROFIT_MARKET", "quantity": "0.01"}, BOOK)
+    assert tp.type is OrderType.STOP and tp.profit_trigger and tp.stop_price == Decimal(65000)
+    tpl = wire.parse_algo_order({**base, "type": "TAKE_PROFIT", "quantity": "0.01", "price": "64900"}, BOOK)
+    assert tpl.type is OrderType.STOP_LIMIT and tpl.profit_trigger and tpl.limit_price == Decimal(64900)
+    close = wire.parse_algo_order({**base, "type": "STOP_MARKET", "closePosition": "true"}, BOOK)
+    assert close.close_position and close.reduce_only and close.qty is None and not close.profit_trigger
+    trail = wire.parse_algo_order(
+        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "TRAILING_STOP_MARKET",
+         "quantity": "0.01", "callbackRate": "1", "activatePrice": "66000"},
+        BOOK,
+    )
+    assert trail.activation_price == Decimal(66000)
+
+
 @pytest.mark.parametrize(
     "change",
     [
         {"algoType": "VP"},
-        {"type": "TAKE_PROFIT_MARKET"},
+        {"type": "TAKE_PROFIT_MARKET", "closePosition": "true"},  # quantity cannot be sent with it
+        {"quantity": None, "closePosition": "true", "reduceOnly": "true"},  # nor reduceOnly
+        {"type": "STOP", "price": "54000", "quantity": None, "closePosition": "true"},  # market types only
+        {"type": "TAKE_PROFIT", "triggerPrice": "65000"},  # a take-profit limit needs its price
         {"type": "LIMIT"},
         {"triggerPrice": "NaN"},
         {"triggerPrice": None},
@@ -356,7 +382,7 @@ def test_exchange_info_lets_ccxt_build_markets():
     market = exchange.parse_market(info["symbols"][0])
     assert market["symbol"] == "BTC/USDT:USDT" and market["swap"] and market["linear"] and market["active"]
     assert market["precision"]["price"] == 0.1 and market["precision"]["amount"] == 0.001
-    assert "STOP_MARKET" in info["symbols"][0]["orderTypes"] and "TAKE_PROFIT" not in info["symbols"][0]["orderTypes"]
+    assert {"STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"} <= set(info["symbols"][0]["orderTypes"])
 
 
 def test_leverage_bracket_advertises_the_callers_ceiling():

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..errors import UpstreamUnavailable
-from ..market import Bar, DataKind, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, TimeFrame, Trade
-from ..model import Asset, AssetClass, Side, utcnow
-from ..ports import Fill, Income
-from .base import TradingRules
+from ...errors import UpstreamUnavailable
+from ...market import Bar, DataKind, FundingRate, OrderBook, Page, Quote, SeriesQuery, Snapshot, TimeFrame, Trade
+from ...model import Asset, AssetClass, Side, utcnow
+from ...ports import Fill, Income
+from ..base import TradingRules
+from .codec import Garbage, num, safe_num, to_time
 
 _UNIT = {"Min": "m", "Hour": "h", "Day": "d", "Week": "w", "Month": "M"}
 MAX_OHLCV = 1500  # Binance's largest klines page
@@ -46,26 +47,20 @@ class CcxtMarketData:
         return {s: self._markets[s]["symbol"] for s in symbols if s in self._markets}
 
     def _decimal(self, value: Any, what: str) -> Decimal:
-        from .ccxt import _Garbage, _num
-
         try:
-            number = _num(value)
-        except _Garbage:
+            number = num(value)
+        except Garbage:
             number = None
         if number is None:
             raise UpstreamUnavailable(f"{self.exchange_id} sent no usable {what}")
         return number
 
     def _optional(self, value: Any) -> Decimal | None:
-        from .ccxt import _safe_num
-
-        return _safe_num(value)
+        return safe_num(value)
 
     @staticmethod
     def _at(value: Any) -> datetime:
-        from .ccxt import _time
-
-        return _time(value) or utcnow()
+        return to_time(value) or utcnow()
 
     def _bar(self, row: Sequence[Any]) -> Bar:
         if not isinstance(row, (list, tuple)) or len(row) < 6:

@@ -35,9 +35,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..errors import GatewayError, InvalidRequest
-from ..model import OrderUpdate, StreamStatus, VenueEvent, utcnow
-from ..wire import binance_stream as wire
+from ...errors import GatewayError, InvalidRequest
+from ...model import OrderUpdate, StreamStatus, VenueEvent, utcnow
+from ...wire import binance_stream as wire
 
 log = logging.getLogger(__name__)
 

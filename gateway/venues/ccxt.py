@@ -94,6 +94,7 @@ DEFAULT_OPTIONS = {
     "fetchCurrencies": False,  # currencies are not needed, and cost calls to /sapi
 }
 MAX_REMEMBERED_ORDERS = 20_000
+COUNTDOWN_EXCHANGES = frozenset({"binanceusdm"})  # ccxt ids whose futures API has countdownCancelAll
 MAX_MESSAGE = 200
 LEVERAGE_TTL_S = 1.0
 MARKETS_TTL_S = 3600.0  # new listings show up within the hour
@@ -807,6 +808,24 @@ class CcxtVenue(CcxtMarketData, Venue):
             except GatewayError as exc:
                 results.append(BulkResult(id=order.id, status=_bulk_status(exc), message=exc.message))
         return results
+
+    # The exchange-side dead man's switch (Binance USD-M ``countdownCancelAll``).
+
+    @property
+    def has_countdown(self) -> bool:
+        """Whether the exchange offers countdownCancelAll (Binance USD-M futures)."""
+        return self.exchange_id in COUNTDOWN_EXCHANGES
+
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
+        """(Re)arm the exchange's countdown for ``symbol``: unless renewed within
+        ``countdown_ms``, the exchange cancels the symbol's open orders; 0 stops it."""
+        if not self.has_countdown:
+            raise self._not_served("an exchange-side countdown (countdownCancelAll)")
+        exchange = await self._ready()
+        market = self._market(symbol)
+        await self._call(
+            exchange.fapiPrivatePostCountdownCancelAll, {"symbol": market["id"], "countdownTime": int(countdown_ms)}
+        )
 
     async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
         """Cancel, then place the changed order (most exchanges cannot amend a stop). If the new

@@ -51,7 +51,10 @@ def refused_by_the_broker(client: TradingClient) -> APIError:
 async def test_lockdown_suspends_at_the_broker_through_the_running_gateway(upstream_gateway, paper_broker_process):
     home = upstream_gateway.init.home
     client = direct(paper_broker_process)
-    assert client.submit_order(ORDER).symbol == "AAPL"  # trading works before
+    done = await gatewayctl("lockdown", "--home", str(home), "--reason", "routine")  # without the flag
+    assert done.returncode == 0, done.stderr
+    assert client.submit_order(ORDER).symbol == "AAPL"  # the broker is not touched
+    assert (await status_of(home))["suspended"] is False
 
     done = await gatewayctl("lockdown", "--home", str(home), "--reason", "keys leaked", "--suspend-at-broker")
     assert done.returncode == 0, done.stderr
@@ -70,14 +73,6 @@ async def test_lockdown_suspends_at_the_broker_through_the_running_gateway(upstr
     assert client.submit_order(ORDER).symbol == "AAPL"
     assert (await status_of(home))["suspended"] is False
     assert upstream_gateway.gateway.control.state.value == "ACTIVE"
-
-
-async def test_without_the_flag_the_broker_is_not_touched(upstream_gateway, paper_broker_process):
-    home = upstream_gateway.init.home
-    done = await gatewayctl("lockdown", "--home", str(home), "--reason", "routine")
-    assert done.returncode == 0, done.stderr
-    assert direct(paper_broker_process).submit_order(ORDER).symbol == "AAPL"
-    assert (await status_of(home))["suspended"] is False
 
 
 async def test_gateway_json_makes_suspension_the_default(gateway_home, paper_broker_process):
@@ -115,14 +110,15 @@ async def test_with_the_gateway_down_the_cli_uses_the_vaults_broker_key(gateway_
     assert client.submit_order(ORDER).symbol == "AAPL"
 
 
-async def test_without_a_broker_key_the_cli_says_so(gateway_home):
-    done = await gatewayctl(
-        "lockdown", "--home", str(gateway_home.home), "--reason", "x", "--suspend-at-broker",
-        "--upstream-url", "http://127.0.0.1:9",
-    )
-    assert done.returncode == 3
-    assert "no alpaca broker key" in done.stderr
-    assert (await status_of(gateway_home.home))["suspended"] is False
+def test_without_a_broker_key_the_cli_says_so(gateway_home, capsys):
+    from gateway.cli import main
+
+    home = str(gateway_home.home)
+    code = main(["lockdown", "--home", home, "--reason", "x", "--suspend-at-broker", "--upstream-url", "http://127.0.0.1:9"])
+    assert code == 3
+    assert "no alpaca broker key" in capsys.readouterr().err
+    assert main(["status", "--home", home, "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["broker_kill_switch"]["suspend_trade"]["suspended"] is False
 
 
 async def test_unlock_leaves_a_suspension_the_gateway_did_not_set(upstream_gateway, paper_broker_process):

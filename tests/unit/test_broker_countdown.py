@@ -94,3 +94,21 @@ async def test_an_expired_countdown_cancels_only_that_symbols_orders():
     assert (await venue.get_order(btc.id)).status.value == "canceled"
     assert (await venue.get_order(stop.id)).status.value == "canceled"
     await venue.close()
+
+
+async def test_status_text_shows_the_seconds_and_each_symbols_last_beat(capsys):
+    from gateway.cli import _print_kill_switch
+
+    venue, clock = CountingPaperVenue(), Clock()
+    heartbeat = BrokerCountdown(venue, lambda: {"BTC/USDT", "NOPE/USDT"}, 8, clock=clock)
+    await heartbeat.beat_once()
+    _print_kill_switch({"countdown": heartbeat.status(), "suspend_trade": {"suspended": False}})
+    out = capsys.readouterr().out
+    assert "broker countdown: 8 s, renewed every 2.0 s" in out
+    assert "BTC/USDT" in out and "last beat 20" in out
+    assert "NOPE/USDT" in out and "last attempt failed" in out
+    assert "broker suspend_trade: not set by the gateway" in out
+    _print_kill_switch({"countdown": None, "suspend_trade": {"suspended": True, "since": "t", "reason": "leak"}})
+    out = capsys.readouterr().out
+    assert "broker countdown: off" in out and "broker suspend_trade: SET since t (leak)" in out
+    await venue.close()

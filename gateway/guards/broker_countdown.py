@@ -75,7 +75,11 @@ class BrokerCountdown:
 
     async def run(self) -> None:
         while True:
-            await self.beat_once()
+            try:
+                await self.beat_once()
+            except Exception as exc:  # noqa: BLE001 - the switch must outlive one odd failure
+                # The type only: an unexpected exception's text could carry a request or a key.
+                log.error("countdown heartbeat failed unexpectedly (%s); retrying", type(exc).__name__)
             await asyncio.sleep(self.tick_s)
 
     async def beat_once(self) -> None:

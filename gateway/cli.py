@@ -188,11 +188,17 @@ def cmd_status(args) -> int:
             policy_info: dict[str, Any] = {"version": policy.version, "sha256": policy.sha256}
         except PolicyRefused as exc:
             policy_info = {"error": str(exc)}
+        from .control import broker_suspension
+
         live = {
             "running": False,
             "state": TradingControl(home.state).current.to_json(),
             "policy": policy_info,
             "exposure": "unknown: the gateway is not running",
+            "broker_kill_switch": {
+                "countdown": None,
+                "suspend_trade": broker_suspension.read_record(home.root).to_json(),
+            },
         }
     else:
         live = {"running": True, **live}
@@ -210,7 +216,24 @@ def cmd_status(args) -> int:
             print(f"  {name:28} {row['value']} / limit {row['limit']}")
     else:
         print(f"exposure: {live['exposure']}")
+    _print_kill_switch(live.get("broker_kill_switch") or {})
     return 0
+
+
+def _print_kill_switch(switch: dict) -> None:
+    countdown = switch.get("countdown")
+    if countdown is None:
+        print("broker countdown: off")
+    else:
+        print(f"broker countdown: {countdown['countdown_s']} s, renewed every {countdown['interval_s']} s")
+        for symbol, beat in countdown["symbols"].items():
+            error = f" (last attempt failed: {beat['error']})" if beat["error"] else ""
+            print(f"  {symbol:28} last beat {beat['last_beat']}{error}")
+    suspension = switch.get("suspend_trade") or {}
+    if suspension.get("suspended"):
+        print(f"broker suspend_trade: SET since {suspension.get('since')} ({suspension.get('reason')})")
+    else:
+        print("broker suspend_trade: not set by the gateway")
 
 
 def _credentials(home: Home):
@@ -339,25 +362,105 @@ def cmd_lockdown(args) -> int:
     previous, _ = TradingControl(home.state).set(target, args.reason, "cli")
     _audit_cli(home, "control.lockdown.requested", {"from": previous.state.value, "to": target.value, "reason": args.reason})
     body = {"reason": args.reason, "reduce_only": args.reduce_only, "cancel_open": args.cancel_open,
-            "flatten": args.flatten, "actor": "cli"}
+            "flatten": args.flatten, "suspend_at_broker": args.suspend_at_broker, "actor": "cli"}
     try:
         live = operator_call(home, "POST", "/lockdown", body)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"{target.value}: {args.reason} (state saved; the running gateway did not answer: {exc})", file=sys.stderr)
-        return 3 if (args.cancel_open or args.flatten) else 0
+        return 3 if (args.cancel_open or args.flatten or args.suspend_at_broker) else 0
     if live is not None:
         done = [f"{live['drained_in_flight']} in-flight orders settled"]
         if "canceled" in live:
             done.append(f"{len(live['canceled'])} orders canceled")
         if "flattened" in live:
             done.append(f"{len(live['flattened'])} positions closed")
+        if "suspend_at_broker" in live:
+            done.append(f"broker suspend_trade {live['suspend_at_broker']}")
         print(f"{target.value}: {args.reason} (gateway running; {', '.join(done)})")
-        return 0
+        return 3 if live.get("suspend_at_broker", "set") != "set" else 0
     print(f"{target.value}: {args.reason} (gateway not running; it will start in this state)")
+    code = 0
+    if args.suspend_at_broker or _config_suspends(home):
+        code = _suspend_offline(home, args)
     if args.cancel_open or args.flatten:
         print("note: --cancel-open/--flatten need the running gateway to reach the venue; start it (it starts "
               "in this state) and repeat the command", file=sys.stderr)
         return 3
+    return code
+
+
+def _config_suspends(home: Home) -> bool:
+    """gateway.json's ``lockdown_suspend_at_broker`` (an unreadable config suspends nothing here:
+    the state file is already locked, and the flag is the explicit way)."""
+    from .config import ConfigError, load_config
+
+    try:
+        return bool(load_config(home.config).lockdown_suspend_at_broker)
+    except ConfigError:
+        return False
+
+
+def _offline_alpaca(home: Home, upstream_url: str | None):
+    """An Alpaca venue with the vault's broker key, for when the gateway is not running."""
+    from .keys.broker import BrokerKeys
+    from .keys.vault import Vault
+    from .venues.alpaca import AlpacaVenue
+
+    keys = BrokerKeys(Vault.open(home))
+    keys.get("alpaca")  # raises BrokerKeyMissing before anything is built
+    kwargs = {"base_url": upstream_url} if upstream_url else {}
+    return AlpacaVenue(lambda: keys.get("alpaca"), stream=False, **kwargs)
+
+
+def _suspend_offline(home: Home, args) -> int:
+    from .control import broker_suspension
+    from .errors import GatewayError
+    from .keys.broker import BrokerKeyMissing
+
+    async def run() -> None:
+        venue = _offline_alpaca(home, args.upstream_url)
+        await venue.start()
+        try:
+            await broker_suspension.suspend(venue, home.root, args.reason, "cli")
+        finally:
+            await venue.close()
+
+    try:
+        asyncio.run(run())
+    except BrokerKeyMissing:
+        return _fail("--suspend-at-broker: no alpaca broker key in the vault (gatewayctl broker-keys set)", 3)
+    except GatewayError as exc:
+        return _fail(f"--suspend-at-broker: the broker refused: {exc.message}", 3)
+    _audit_cli(home, "control.suspend_at_broker", {"result": "set"})
+    print("broker suspend_trade set (the broker refuses new orders from any holder of the account's keys)")
+    return 0
+
+
+def _lift_offline(home: Home, args) -> int:
+    from .control import broker_suspension
+    from .errors import GatewayError
+    from .keys.broker import BrokerKeyMissing
+
+    record = broker_suspension.read_record(home.root)
+    if not record.suspended:
+        return 0
+
+    async def run() -> None:
+        venue = _offline_alpaca(home, args.upstream_url or record.upstream or None)
+        await venue.start()
+        try:
+            await broker_suspension.lift(venue, home.root)
+        finally:
+            await venue.close()
+
+    try:
+        asyncio.run(run())
+    except BrokerKeyMissing:
+        return _fail("the broker's suspend_trade is still set: no alpaca broker key in the vault", 3)
+    except GatewayError as exc:
+        return _fail(f"the broker's suspend_trade is still set: the broker refused: {exc.message}", 3)
+    _audit_cli(home, "control.suspend_at_broker", {"result": "lifted"})
+    print("broker suspend_trade lifted")
     return 0
 
 
@@ -373,7 +476,14 @@ def cmd_unlock(args) -> int:
 
         previous, _ = TradingControl(home.state).set(TradingState.ACTIVE, args.reason, "cli")
         _audit_cli(home, "control.unlock", {"from": previous.state.value, "to": "ACTIVE", "reason": args.reason})
+        print(f"ACTIVE: {args.reason}")
+        return _lift_offline(home, args)
     print(f"ACTIVE: {args.reason}")
+    lifted = live.get("suspend_at_broker")
+    if lifted == "lifted":
+        print("broker suspend_trade lifted")
+    elif lifted is not None:
+        return _fail(f"the broker's suspend_trade is {lifted}", 3)
     return 0
 
 
@@ -614,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduce-only", action="store_true", help="allow orders that only reduce positions")
     p.add_argument("--cancel-open", action="store_true", help="also cancel every open order")
     p.add_argument("--flatten", action="store_true", help="also close every position")
+    p.add_argument("--suspend-at-broker", action="store_true",
+                   help="alpaca: also set the account's own suspend_trade, so the broker refuses new orders from "
+                        "any holder of its keys (unlock clears it)")
+    p.add_argument("--upstream-url", help="the broker's URL when the gateway is not running (default Alpaca paper)")
     p.set_defaults(func=cmd_lockdown)
 
     p = sub.add_parser("policy", help="signed risk policies")
@@ -671,9 +785,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--until", help="ISO-8601 time")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("unlock", help="return to ACTIVE")
+    p = sub.add_parser("unlock", help="return to ACTIVE (and lift a broker-side suspension the gateway set)")
     p.add_argument("--home", required=True)
     p.add_argument("--reason", required=True)
+    p.add_argument("--upstream-url", help="the broker's URL when the gateway is not running (default: where "
+                                          "the suspension was set)")
     p.set_defaults(func=cmd_unlock)
     return parser
 

@@ -36,6 +36,11 @@ class CoreConfig(BaseModel):
     lockdown_on_revoked_key_use: bool = Field(
         False, description="lock down when a request proves it holds a revoked credential (a leaked key)"
     )
+    lockdown_suspend_at_broker: bool = Field(
+        False,
+        description="Alpaca venue: every lockdown also sets the account's own suspend_trade (as "
+        "`gatewayctl lockdown --suspend-at-broker` does); `unlock` clears it",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -60,6 +60,7 @@ _BINANCE_WEIGHTS = {
     "/fapi/v3/positionRisk": 5,
     "/fapi/v1/allOrders": 5,
     "/fapi/v1/allAlgoOrders": 5,
+    "/fapi/v1/countdownCancelAll": 10,
 }
 _BINANCE_WITHOUT_SYMBOL = {"/fapi/v1/openOrders": 40, "/fapi/v1/openAlgoOrders": 40, "/fapi/v1/ticker/24hr": 40}
 

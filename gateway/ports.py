@@ -424,6 +424,12 @@ class Venue(MarketData, AccountReads, ABC):
         them (a dialect that needs the list then serves none)."""
         return []
 
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
+        """The exchange-side dead man's switch (Binance ``countdownCancelAll``): cancel every open
+        order of ``symbol``, conditional ones included, unless renewed within ``countdown_ms``;
+        0 stops the countdown. A venue without one refuses."""
+        raise self._not_served("an exchange-side countdown (countdownCancelAll)")
+
 
 class Backend(ABC):
     """What a dialect serves to an authenticated caller."""
@@ -546,6 +552,11 @@ class Backend(ABC):
         maximum available leverage" reads the policy's."""
         return None
 
+    async def countdown_cancel_all(self, caller: Caller, symbol: str, countdown_ms: int) -> None:
+        """A caller's countdownCancelAll. Refused by default: behind the gateway the exchange's
+        countdown is the gateway's own heartbeat (a bot must not stop or stretch it)."""
+        raise NotServed("countdownCancelAll is kept by the gateway itself (its broker heartbeat)")
+
     def order_events(self, caller: Caller, sink: EventSink) -> Unsubscribe | None:
         """Push this caller's order and account events to ``sink`` until the returned callable
         is called; the stream dialects (Alpaca ``/stream``, Binance's user data stream) serve
@@ -634,6 +645,9 @@ class DirectBackend(Backend):
 
     async def list_markets(self, caller):
         return await self.venue.list_markets()
+
+    async def countdown_cancel_all(self, caller, symbol, countdown_ms):
+        return await self.venue.countdown_cancel_all(symbol, countdown_ms)
 
     def order_events(self, caller, sink):
         """The venue's own events, as they are: one account, no one else's orders."""

@@ -189,6 +189,7 @@ class Gateway:
         self._runners: list[web.AppRunner] = []
         self._instance_lock: int | None = None
         self._tasks: list[asyncio.Task] = []
+        self.broker_countdown = None  # gateway.guards.broker_countdown, started with the venue
         self.bound_port: int | None = None
 
     # -- parts -----------------------------------------------------------------------------
@@ -345,7 +346,26 @@ class Gateway:
         runners = [guard.run() for guard in self.pipeline.guards]
         if self.config.webhook_url is not None:
             runners.append(StateWebhook(self.config.webhook_url, self.control, self.config.gateway_id).run())
+        self.broker_countdown = self._build_broker_countdown()
+        if self.broker_countdown is not None:
+            runners.append(self.broker_countdown.run())
         self._tasks = [asyncio.create_task(run) for run in runners]
+
+    def _build_broker_countdown(self):
+        """The exchange-side dead man's switch (Binance countdownCancelAll), on a ccxt venue
+        whose exchange has one, unless gateway.json says ``"broker_countdown_s": "off"``."""
+        from .guards.broker_countdown import BrokerCountdown
+
+        seconds = self.config.broker_countdown_s
+        if seconds == "off" or not getattr(self.venue, "has_countdown", False):
+            return None
+        return BrokerCountdown(self.venue, self._traded_symbols, seconds)
+
+    def _traded_symbols(self) -> set[str]:
+        """Symbols with an open order in the ledger or a position."""
+        symbols = {order.symbol for order in self.pipeline.ledger.open_orders()}
+        symbols.update(s for s, book in self.portfolio.books.items() if book.position_qty != 0)
+        return symbols
 
     async def listen(self) -> None:
         from .admin.api import admin_app

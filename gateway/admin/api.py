@@ -6,8 +6,8 @@ home), so there is no bot credential that reaches it and no TCP port by default.
 Routes (JSON in, JSON out):
   GET  /status                  trading state, policy, exposure against each limit
   GET  /metrics                 Prometheus text format
-  POST /lockdown                {"reason", "reduce_only", "cancel_open", "flatten", "actor"}
-  POST /unlock                  {"reason", "actor"}
+  POST /lockdown                {"reason", "reduce_only", "cancel_open", "flatten", "suspend_at_broker", "actor"}
+  POST /unlock                  {"reason", "actor"}  (also lifts a broker-side suspension the gateway set)
   POST /paper/prices            {"SYMBOL": price}  (embedded paper venue only)
   POST /policy/apply            {"path": "/abs/policy.yaml"}: verify, install, switch atomically
   POST /keys/unsuspend          {"key_id"}: lift a rejection-burst suspension
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from ..control import broker_suspension
 from ..errors import GatewayError
 from ..model import TradingState
 from ..numbers import MAX_PRICE, fmt, parse_decimal
@@ -132,6 +133,17 @@ def status_snapshot(gateway: "Gateway") -> dict:
         "upstream_budget": gateway.pipeline.budget.snapshot(),
         "last_reconcile_error": gateway.pipeline.last_reconcile_error,
         "audit": {"seq": gateway.audit.seq, "broken": gateway.audit.broken},
+        "broker_kill_switch": broker_kill_switch(gateway),
+    }
+
+
+def broker_kill_switch(gateway: "Gateway") -> dict:
+    """What the broker itself will do: the exchange's countdown per traded symbol (Binance) and
+    whether the gateway set the account's suspend_trade (Alpaca)."""
+    countdown = gateway.broker_countdown
+    return {
+        "countdown": countdown.status() if countdown is not None else None,
+        "suspend_trade": broker_suspension.read_record(gateway.home.root).to_json(),
     }
 
 
@@ -171,6 +183,14 @@ async def lockdown(request: web.Request) -> web.Response:
         closed = await gateway.venue.close_all_positions(cancel_orders=True)
         result["flattened"] = [r.id for r in closed]
         records.append(("control.flatten", {"actor": actor, "symbols": result["flattened"]}))
+    if body.get("suspend_at_broker") or gateway.config.lockdown_suspend_at_broker:
+        # Last: a flatten above needs the broker to accept its closing orders.
+        try:
+            await broker_suspension.suspend(gateway.venue, gateway.home.root, reason, actor)
+            result["suspend_at_broker"] = "set"
+        except GatewayError as exc:
+            result["suspend_at_broker"] = f"not set: {broker_suspension.describe(exc)}"
+        records.append(("control.suspend_at_broker", {"actor": actor, "result": result["suspend_at_broker"]}))
     for type_, data in records:
         try:
             await gateway.audit.append(type_, data)
@@ -188,10 +208,18 @@ async def unlock(request: web.Request) -> web.Response:
         raise ValueError("a reason is required")
     actor = str(body.get("actor", "operator"))
     previous, record = gateway.control.set(TradingState.ACTIVE, reason, actor)
+    result: dict[str, Any] = {"state": record.to_json()}
+    try:
+        if await broker_suspension.lift(gateway.venue, gateway.home.root):
+            result["suspend_at_broker"] = "lifted"
+    except GatewayError as exc:
+        result["suspend_at_broker"] = f"still set: {broker_suspension.describe(exc)}"
     await gateway.audit.append(
-        "control.unlock", {"from": previous.state.value, "to": "ACTIVE", "reason": reason, "actor": actor}
+        "control.unlock",
+        {"from": previous.state.value, "to": "ACTIVE", "reason": reason, "actor": actor,
+         **({"suspend_at_broker": result["suspend_at_broker"]} if "suspend_at_broker" in result else {})},
     )
-    return _json({"state": record.to_json()})
+    return _json(result)
 
 
 async def paper_prices(request: web.Request) -> web.Response:

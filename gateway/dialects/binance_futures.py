@@ -223,6 +223,7 @@ def fapi_app(state: BinanceState) -> web.Application:
     r.add_get("/v1/openAlgoOrders", open_algo_orders)
     r.add_get("/v1/allAlgoOrders", all_algo_orders)
     r.add_delete("/v1/algoOpenOrders", cancel_all_algo_orders)
+    r.add_post("/v1/countdownCancelAll", countdown_cancel_all)
     binance_user_stream.add_listen_key_routes(r, state)  # POST/PUT/DELETE /fapi/v1/listenKey
     from . import (
         binance_market,  # market data and start-up reads (it imports this module's plumbing)
@@ -892,6 +893,30 @@ async def all_algo_orders(request: web.Request) -> web.Response:
 async def cancel_all_algo_orders(request: web.Request) -> web.Response:
     await _cancel_all(request, algo=True)
     return json_response({"code": 200, "msg": "success"})
+
+
+MAX_COUNTDOWN_MS = 10**12  # far beyond any sensible countdown; keeps the number bounded
+
+
+def _countdown_ms(params: dict[str, str]) -> int:
+    """``countdownTime``: whole milliseconds, 0 stops the countdown."""
+    text = wire.require(params, "countdownTime").strip()
+    if not text.isdigit() or len(text) > 13 or int(text) > MAX_COUNTDOWN_MS:
+        raise wire.BinanceError(400, wire.BAD_PARAMETER, "Data sent for parameter 'countdownTime' is not valid.")
+    return int(text)
+
+
+async def countdown_cancel_all(request: web.Request) -> web.Response:
+    """Binance's exchange-side dead man's switch: cancel the symbol's open orders (conditional
+    ones too) unless called again within ``countdownTime`` ms; 0 stops it."""
+    params = params_of(request)
+    wire.refuse_unknown(params, frozenset({"symbol", "countdownTime"}) | wire.AUTH_PARAMS)
+    symbol = await _symbol(request, required=True)
+    if wire.wire_symbol(symbol) not in (await _state(request).book()).markets:
+        raise wire.BinanceError(400, wire.BAD_SYMBOL, "Invalid symbol.")
+    countdown_ms = _countdown_ms(params)
+    await _backend(request).countdown_cancel_all(caller_of(request), symbol, countdown_ms)
+    return json_response({"symbol": wire.wire_symbol(symbol), "countdownTime": str(countdown_ms)})
 
 
 # ---------------------------------------------------------------------------------------

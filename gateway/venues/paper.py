@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..errors import Forbidden, InvalidRequest
 from ..model import (
     Account,
     Asset,
@@ -99,6 +100,8 @@ class PaperVenue(PaperMarketData, Venue):
         self.walk_every_s = walk_every_s
         self._pinned: set[str] = set()
         self._walker: asyncio.Task | None = None
+        # Binance's countdownCancelAll: per symbol, the timer that cancels its open orders.
+        self._countdowns: dict[str, asyncio.TimerHandle] = {}
         self._configurations: dict[str, Any] = dict(PAPER_CONFIGURATIONS)
         self._watchlists: dict[str, Watchlist] = {}
 
@@ -113,6 +116,9 @@ class PaperVenue(PaperMarketData, Venue):
             self._walker = asyncio.create_task(self._walk(), name="paper-price-walk")
 
     async def close(self) -> None:
+        for handle in self._countdowns.values():
+            handle.cancel()
+        self._countdowns.clear()
         walker, self._walker = self._walker, None
         if walker is not None:
             walker.cancel()
@@ -150,16 +156,48 @@ class PaperVenue(PaperMarketData, Venue):
     async def close_position(
         self, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None
     ) -> Order:
+        self._refuse_if_suspended()
         return self.engine.close_position(symbol, qty, percentage)
 
     async def close_all_positions(self, cancel_orders: bool = False) -> list[BulkResult]:
+        self._refuse_if_suspended()
         return self.engine.close_all_positions(cancel_orders)
 
     async def submit_order(self, intent: OrderIntent) -> Order:
+        self._refuse_if_suspended()
         return self.engine.submit_order(intent)
 
     async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
+        self._refuse_if_suspended()
         return self.engine.replace_order(order_id, change)
+
+    def _refuse_if_suspended(self) -> None:
+        """Alpaca's account configuration ``suspend_trade``: while set, the broker refuses every
+        new order (a replace and a close are new orders too); cancels still work."""
+        if self._configurations.get("suspend_trade") is True:
+            raise Forbidden("new orders are refused: trading is suspended on this account (suspend_trade)")
+
+    # Binance's countdownCancelAll: the exchange-side dead man's switch.
+
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
+        """(Re)arm the countdown of ``symbol``; 0 stops it. When it runs out, every open order of
+        the symbol is canceled, conditional ones too."""
+        if symbol not in self.engine.marks():
+            raise InvalidRequest(f"unknown symbol {symbol}")
+        old = self._countdowns.pop(symbol, None)
+        if old is not None:
+            old.cancel()
+        if countdown_ms > 0:
+            loop = asyncio.get_running_loop()
+            self._countdowns[symbol] = loop.call_later(countdown_ms / 1000, self._countdown_expired, symbol)
+
+    def countdowns(self) -> list[str]:
+        """Symbols whose countdown is running (the paper broker's stats show them)."""
+        return sorted(self._countdowns)
+
+    def _countdown_expired(self, symbol: str) -> None:
+        self._countdowns.pop(symbol, None)
+        self.engine.cancel_symbol_orders(symbol)
 
     async def cancel_order(self, order_id: str) -> None:
         self.engine.cancel_order(order_id)

@@ -543,6 +543,16 @@ class PaperEngine:
                 if rec.order.status is OrderStatus.CANCELED
             ]
 
+    def cancel_symbol_orders(self, symbol: str) -> list[str]:
+        """Cancel every open order of one symbol, conditional ones too (Binance's countdown
+        expiring); the ids canceled."""
+        with self._delivering():
+            before = [rec for rec in self._open.values() if rec.order.symbol == symbol]
+            for rec in before:
+                if rec.order.status.is_open:
+                    self._cancel(rec)
+            return [rec.order.id for rec in before if rec.order.status is OrderStatus.CANCELED]
+
     def close_position(self, symbol: str, qty: Decimal | None = None, percentage: Decimal | None = None) -> Order:
         """A market order on the opposite side for the whole position, ``qty`` of it, or
         ``percentage`` percent of it (rounded down to 9 dp, whole contracts for options)."""

@@ -34,6 +34,7 @@ from .codec import TIFS, Garbage, bulk_status, filter_orders, is_conditional, or
 from .markets import increment, on_grid, round_to_tick
 
 MAX_REMEMBERED_ORDERS = 20_000
+COUNTDOWN_EXCHANGES = frozenset({"binanceusdm"})  # ccxt ids whose futures API has countdownCancelAll
 # Open orders without a symbol cost Binance 40 weight (per list, plain and conditional); per
 # symbol, 1. Reconciling every few seconds, the venue asks per watched symbol and sweeps every
 # symbol (catching orders placed outside the gateway) once a minute.
@@ -267,6 +268,24 @@ class CcxtOrders:
             except GatewayError as exc:
                 results.append(BulkResult(id=order.id, status=bulk_status(exc), message=exc.message))
         return results
+
+    # The exchange-side dead man's switch (Binance USD-M ``countdownCancelAll``).
+
+    @property
+    def has_countdown(self) -> bool:
+        """Whether the exchange offers countdownCancelAll (Binance USD-M futures)."""
+        return self.exchange_id in COUNTDOWN_EXCHANGES
+
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
+        """(Re)arm the exchange's countdown for ``symbol``: unless renewed within
+        ``countdown_ms``, the exchange cancels the symbol's open orders; 0 stops it."""
+        if not self.has_countdown:
+            raise self._not_served("an exchange-side countdown (countdownCancelAll)")
+        exchange = await self._ready()
+        market = self._market(symbol)
+        await self._call(
+            exchange.fapiPrivatePostCountdownCancelAll, {"symbol": market["id"], "countdownTime": int(countdown_ms)}
+        )
 
     async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
         """Cancel, then place the changed order (most exchanges cannot amend a stop). If the new

@@ -184,12 +184,24 @@ class Gateway:
             breakers=LossBreakers(home.breakers),
         )
         self.metrics.attach(self)
+        self._mount_dashboard()
         self._runners: list[web.AppRunner] = []
         self._instance_lock: int | None = None
         self._tasks: list[asyncio.Task] = []
         self.bound_port: int | None = None
+        self.operator_url: str | None = None
 
     # -- parts -----------------------------------------------------------------------------
+
+    def _mount_dashboard(self) -> None:
+        """Fills into the audit log (for P&L attribution) and the dashboard's data service."""
+        from .admin.dashboard.service import DashboardService
+        from .admin.fills import FillRecorder, fills_from_log
+
+        recorder = FillRecorder(self.audit.submit)
+        recorder.seed(fills_from_log(self.home.audit_log))
+        self.pipeline.ledger.listeners.append(recorder)
+        self.dashboard = DashboardService(self)
 
     def install_policy(self, active) -> None:
         """Switch policies: one assignment, so a decision sees the old or the new, never a mix."""
@@ -343,6 +355,7 @@ class Gateway:
         if self.config.webhook_url is not None:
             runners.append(StateWebhook(self.config.webhook_url, self.control, self.config.gateway_id).run())
         self._tasks = [asyncio.create_task(run) for run in runners]
+        self.dashboard.start()
 
     async def listen(self) -> None:
         from .admin.api import admin_app
@@ -374,10 +387,14 @@ class Gateway:
             token = self.home.operator_token.read_bytes().strip()
             remote = guarded_runner(admin_app(self, token=token))
             await remote.setup()
-            await GuardedTCPSite(
+            operator_site = GuardedTCPSite(
                 remote, *self.options.operator_listen, max_connections=cap, header_timeout_s=self.options.header_timeout_s
-            ).start()
+            )
+            await operator_site.start()
             self._runners.append(remote)
+            bound = operator_site.sockets[0].getsockname() if operator_site.sockets else self.options.operator_listen
+            host = bound[0] if ":" not in bound[0] else f"[{bound[0]}]"
+            self.operator_url = f"http://{host}:{bound[1]}"  # shown by `gatewayctl dashboard`
 
     def _hold_instance_lock(self) -> None:
         """One gateway per home: two would keep separate books and together pass any limit."""
@@ -394,6 +411,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.dashboard.stop()
         await self.pipeline.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ..numbers import fmt
+
 ZERO = Decimal(0)
 UNATTRIBUTED = "(gateway)"  # fills of orders no bot placed: the gateway's protective stops, foreign orders
 
@@ -79,13 +81,13 @@ class Tally:
     def to_json(self) -> dict:
         rate = self.win_rate
         return {
-            "realized": str(self.realized),
-            "unrealized": str(self.unrealized),
-            "total": str(self.realized + self.unrealized),
+            "realized": fmt(self.realized),
+            "unrealized": fmt(self.unrealized),
+            "total": fmt(self.realized + self.unrealized),
             "trades": self.trades,
             "wins": self.wins,
             "win_rate": None if rate is None else str(rate.quantize(Decimal("0.0001"))),
-            "open_qty": str(self.open_qty),
+            "open_qty": fmt(self.open_qty),
         }
 
 
@@ -106,9 +108,9 @@ class Attribution:
             ],
             "links": [
                 {
-                    "symbol": l.symbol, "qty": str(l.qty), "pnl": str(l.pnl),
-                    "entry": {"bot": l.entry_bot, "order": l.entry_order, "ts": l.entry_ts, "price": str(l.entry_price)},
-                    "exit": {"bot": l.exit_bot, "order": l.exit_order, "ts": l.exit_ts, "price": str(l.exit_price)},
+                    "symbol": l.symbol, "qty": fmt(l.qty), "pnl": fmt(l.pnl),
+                    "entry": {"bot": l.entry_bot, "order": l.entry_order, "ts": l.entry_ts, "price": fmt(l.entry_price)},
+                    "exit": {"bot": l.exit_bot, "order": l.exit_order, "ts": l.exit_ts, "price": fmt(l.exit_price)},
                 }
                 for l in self.links
             ],

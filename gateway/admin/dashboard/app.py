@@ -233,6 +233,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         while sessions.get(session.id) is not None:
             changes = await _result(source.wait_change(seen, EVENT_KEEPALIVE_S))
+            if getattr(source, "closed", False):
+                break
             if changes == seen:
                 await response.write(b": keep-alive\n\n")
                 continue

@@ -34,6 +34,7 @@ class DashboardService:
         self._seen_seq = 0
         self._task: asyncio.Task | None = None
         self._waiters: set[asyncio.Event] = set()
+        self.closed = False  # set at stop: open event streams end
         gateway.pipeline.ledger.listeners.append(self._on_ledger)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -43,6 +44,9 @@ class DashboardService:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self.closed = True
+        for event in self._waiters:
+            event.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.admin.dashboard")
 
 POLL_S = 0.25  # how often the audit log is tailed: the feed is at most this much behind
-SAMPLE_S = 5.0  # equity / exposure sample interval
+SAMPLE_S = 30.0  # equity / exposure sampled at least this often
+SAMPLE_MIN_S = 1.0  # and as often as this while they move
 
 
 class DashboardService:
@@ -53,17 +54,18 @@ class DashboardService:
             self._task = None
 
     async def _run(self) -> None:
-        last_sample = 0.0
+        last_sample, last_values = 0.0, None
         loop = asyncio.get_running_loop()
         while True:
             try:
                 self.refresh()
                 now = loop.time()
-                if now - last_sample >= SAMPLE_S:
-                    last_sample = now
-                    portfolio = self.gateway.portfolio
-                    if portfolio.equity > 0:
-                        self.history.sample(portfolio.equity, portfolio.committed)
+                portfolio = self.gateway.portfolio
+                values = (portfolio.equity, portfolio.committed)
+                moved = values != last_values and now - last_sample >= SAMPLE_MIN_S
+                if portfolio.equity > 0 and (moved or now - last_sample >= SAMPLE_S):
+                    last_sample, last_values = now, values
+                    self.history.sample(*values)
             except Exception:
                 log.exception("dashboard refresh failed")
             await asyncio.sleep(POLL_S)

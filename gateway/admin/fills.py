@@ -17,6 +17,7 @@ from ..audit.verify import iter_records
 from ..ledger import Change
 from ..ledger.pnl import UNATTRIBUTED, Fill
 from ..model import AssetClass, contract_multiplier
+from ..numbers import fmt
 
 log = logging.getLogger("gateway.admin.fills")
 
@@ -52,7 +53,9 @@ class FillRecorder:
             return
         self._seen[order.client_order_id] = (filled, avg)
         delta = filled - before_qty
-        price = (avg * filled - before_avg * before_qty) / delta
+        # The average is what venues report; this execution's price follows from it (to 1e-12:
+        # an average rounded by the venue can make the division repeat).
+        price = ((avg * filled - before_avg * before_qty) / delta).quantize(Decimal("1e-12"))
         record = {
             "key_id": order.key_id,
             "client_order_id": order.client_order_id,
@@ -60,8 +63,8 @@ class FillRecorder:
             "asset_class": order.asset_class.value,
             "side": order.side.value,
             "role": order.role.value,
-            "qty": str(delta),
-            "price": str(price.normalize() if price == price.to_integral() else price),
+            "qty": fmt(delta),
+            "price": fmt(price),
         }
         try:
             future = self._submit(FILL_RECORD, record)

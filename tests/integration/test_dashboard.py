@@ -191,3 +191,37 @@ async def test_gatewayctl_dashboard_serves_the_page_over_the_unix_socket(gateway
         stop.set()
         await task
         await gw.gateway.stop()
+
+
+async def test_gatewayctl_pnl_and_dashboard_print_from_the_running_gateway(dash_gateway, capsys):
+    from gateway.cli import main
+
+    gw = dash_gateway
+    home = str(gw.init.home)
+    await asyncio.to_thread(buy, gw, "AAPL", 2)
+    feed = gw.gateway.dashboard.feed
+    await wait_for(lambda: feed.poll() >= 0 and any(f.symbol == "AAPL" for f in feed.fills))
+    capsys.readouterr()
+
+    assert await asyncio.to_thread(main, ["pnl", "--home", home, "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["by_bot"][gw.key_id]["open_qty"] == "2" and report["marks"] == "live"
+    assert await asyncio.to_thread(main, ["pnl", "--home", home, "--by", "symbol"]) == 0
+    text = capsys.readouterr().out
+    assert "AAPL" in text and "marks: live" in text
+    assert await asyncio.to_thread(main, ["pnl", "--home", home, "--since", "not-a-date"]) == 2
+    assert "--since" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["pnl", "--home", home, "--since", "2999-01-01", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_bot"] == {}
+
+    assert await asyncio.to_thread(main, ["dashboard", "--home", home]) == 0
+    assert capsys.readouterr().out.strip() == f"{gw.gateway.operator_url}/dashboard"
+
+
+def test_gatewayctl_dashboard_without_a_running_gateway_says_so(gateway_home, capsys):
+    from gateway.cli import main
+
+    assert main(["dashboard", "--home", str(gateway_home.home)]) == 1
+    assert "no gateway is running" in capsys.readouterr().err

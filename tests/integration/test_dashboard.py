@@ -6,6 +6,7 @@ server-sent events, and the same data over the unix socket for `gatewayctl dashb
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -121,7 +122,16 @@ async def test_decisions_lockdown_unlock_and_pnl(dash_gateway):
         async with session.get(f"{base}/dashboard/api/overview") as resp:
             overview = await resp.json()
         assert overview["state"]["state"] == "ACTIVE"
-        assert {limit["name"] for limit in overview["limits"]} >= {"account.max_leverage", "account.max_exposure_pct", "circuit_breakers.daily_loss_pct"}
+        limits = {limit["name"]: limit for limit in overview["limits"]}
+        assert set(limits) == set(gw.gateway.active_policy.policy.rails())  # every rail of the policy
+        portfolio = gw.gateway.portfolio
+        exposure = portfolio.committed / portfolio.equity * 100
+        assert limits["account.max_exposure_pct"]["value"] == str(exposure.quantize(Decimal("0.0001")).normalize())
+        assert limits["account.max_exposure_pct"]["limit"] == "20" and 0 < limits["account.max_exposure_pct"]["ratio"] < 1
+        assert limits["asset_classes.us_equity.universe_size"]["value"] == "1"
+        assert [s["symbol"] for s in limits["account.max_position_pct"]["symbols"]][0] == "AAPL"
+        assert limits["circuit_breakers.daily_loss_pct"]["value"] == "0"
+        assert limits["account.max_order_qty"]["kind"] == "per order"
         assert overview["pnl"]["by_bot"][gw.key_id]["open_qty"] == "3"
         bot = next(b for b in overview["bots"] if b["key_id"] == gw.key_id)
         assert (bot["orders_today"], bot["refusals_today"]) == (2, 1)

@@ -36,6 +36,7 @@ def history(home: Home, limit: int = 20) -> list[dict]:
             entry["changes"] = [
                 {"name": c.name, "old": format_value(c.old), "new": format_value(c.new), "direction": c.direction, "reason": c.reason}
                 for c in diff_policies(previous, policy)
+                if c.name != "version"  # every entry has a new version: not news
             ]
         out.append(entry)
         previous = policy

@@ -193,4 +193,11 @@ def test_the_operator_dashboard_in_a_browser(stack, browser):
     expect(state).to_have_text("ACTIVE", timeout=3000)
     assert status(stack) == "ACTIVE"
     order(stack, "AAPL", 1)
+
+    # The audit log verifies from the page; filtering the feed by a code keeps only those refusals.
+    page.click("#verify")
+    expect(page.locator('[data-testid="verify-result"]')).to_contain_text("intact", timeout=5000)
+    page.select_option("#filter-code", "trading_locked")
+    expect(feed.locator("tr")).to_have_count(1, timeout=2000)
+    expect(feed.locator("tr").first).to_contain_text("trading_locked")
     context.close()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -62,9 +64,8 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = Path(f"/tmp/gwe2e{os.getpid()}")
-    tmp.mkdir(exist_ok=True)
+def stack():
+    tmp = Path(tempfile.mkdtemp(prefix="gwe2e", dir="/tmp"))  # short: the operator socket path has a length limit
     home = tmp / "home"
     init = json.loads(gatewayctl("init", str(home), "--json").stdout)
     broker_port, bot_port, op_port = free_port(), free_port(), free_port()
@@ -111,6 +112,7 @@ def stack(tmp_path_factory):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

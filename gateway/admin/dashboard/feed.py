@@ -13,7 +13,7 @@ from ...audit.records import AuditCorrupt, parse_line
 from ...ledger.pnl import Fill
 from ..fills import fills_from_records
 
-MAX_KEPT = 200_000  # decisions kept in memory; older ones stay in the log (`gatewayctl audit query`)
+MAX_KEPT = 50_000  # decisions kept in memory; older ones stay in the log (`gatewayctl audit query`)
 
 
 def decision_row(rec) -> dict:

@@ -628,6 +628,59 @@ def _last(records, n: int):
 # -- parser -------------------------------------------------------------------------------
 
 
+def cmd_dashboard(args) -> int:
+    """Print the dashboard's URL; with no TCP operator listener, serve it on loopback (talking to
+    the operator socket) until interrupted."""
+    from .admin.dashboard.local import serve_local
+
+    home = Home.at(args.home)
+    where = operator_call(home, "GET", "/dashboard/api/where")
+    if where is None:
+        return _fail(f"no gateway is running on {home.root} (start it with `gatewayctl serve --home {home.root}`)")
+    if where.get("operator_url"):
+        print(f"{where['operator_url']}/dashboard")
+        return 0
+    try:
+        asyncio.run(serve_local(home, args.port, announce=lambda url: print(url, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_pnl(args) -> int:
+    """P&L attribution (FIFO) from the audit log's fill records; unrealized at the running
+    gateway's marks when it is running."""
+    from decimal import Decimal as D
+
+    from .admin.fills import fills_from_log
+    from .ledger.pnl import attribute
+
+    home = Home.at(args.home)
+    if args.since is not None:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            return _fail(f"--since must be an ISO date or time, not {args.since!r}", 2)
+    live = operator_call(home, "GET", "/dashboard/api/overview")
+    marks = {p["symbol"]: D(p["mark"]) for p in (live or {}).get("positions", [])}
+    result = attribute(fills_from_log(home.audit_log, args.since), marks).to_json()
+    result["marks"] = "live" if live is not None else "none (gateway not running: unrealized is 0)"
+    if args.json:
+        _print_json(result)
+        return 0
+    table = result["by_symbol"] if args.by == "symbol" else result["by_bot"]
+    print(f"{args.by:<28} {'realized':>14} {'unrealized':>14} {'trades':>7} {'win rate':>9} {'open qty':>12}")
+    for name, t in table.items():
+        rate = "-" if t["win_rate"] is None else f"{float(t['win_rate']) * 100:.1f}%"
+        print(f"{name:<28} {t['realized']:>14} {t['unrealized']:>14} {t['trades']:>7} {rate:>9} {t['open_qty']:>12}")
+    if not table:
+        print("(no fills recorded)")
+    print(f"marks: {result['marks']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewayctl", description="Risk gateway for trading bots.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -784,6 +837,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--since", help="ISO-8601 time")
     k.add_argument("--until", help="ISO-8601 time")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("dashboard", help="the operator's dashboard: print its URL (or serve it on loopback)")
+    p.add_argument("--home", required=True)
+    p.add_argument("--port", type=int, default=0, help="loopback port when serving it here (default: any free port)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("pnl", help="P&L attribution per bot or symbol (FIFO, from the audit log)")
+    p.add_argument("--home", required=True)
+    p.add_argument("--by", choices=("bot", "symbol"), default="bot")
+    p.add_argument("--since", help="ISO-8601 date or time (UTC)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pnl)
 
     p = sub.add_parser("unlock", help="return to ACTIVE (and lift a broker-side suspension the gateway set)")
     p.add_argument("--home", required=True)

@@ -186,13 +186,25 @@ class Gateway:
             alert=AlertWebhook(self.config.webhook_url, self.config.gateway_id),
         )
         self.metrics.attach(self)
+        self._mount_dashboard()
         self._runners: list[web.AppRunner] = []
         self._instance_lock: int | None = None
         self._tasks: list[asyncio.Task] = []
         self.broker_countdown = None  # gateway.guards.broker_countdown, started with the venue
         self.bound_port: int | None = None
+        self.operator_url: str | None = None
 
     # -- parts -----------------------------------------------------------------------------
+
+    def _mount_dashboard(self) -> None:
+        """Fills into the audit log (for P&L attribution) and the dashboard's data service."""
+        from .admin.dashboard.service import DashboardService
+        from .admin.fills import FillRecorder, fills_from_log
+
+        recorder = FillRecorder(self.audit.submit)
+        recorder.seed(fills_from_log(self.home.audit_log))
+        self.pipeline.ledger.listeners.append(recorder)
+        self.dashboard = DashboardService(self)
 
     def install_policy(self, active) -> None:
         """Switch policies: one assignment, so a decision sees the old or the new, never a mix."""
@@ -350,6 +362,7 @@ class Gateway:
         if self.broker_countdown is not None:
             runners.append(self.broker_countdown.run())
         self._tasks = [asyncio.create_task(run) for run in runners]
+        self.dashboard.start()
 
     def _build_broker_countdown(self):
         """The exchange-side dead man's switch (Binance countdownCancelAll), on a ccxt venue
@@ -397,10 +410,14 @@ class Gateway:
             token = self.home.operator_token.read_bytes().strip()
             remote = guarded_runner(admin_app(self, token=token))
             await remote.setup()
-            await GuardedTCPSite(
+            operator_site = GuardedTCPSite(
                 remote, *self.options.operator_listen, max_connections=cap, header_timeout_s=self.options.header_timeout_s
-            ).start()
+            )
+            await operator_site.start()
             self._runners.append(remote)
+            bound = operator_site.sockets[0].getsockname() if operator_site.sockets else self.options.operator_listen
+            host = bound[0] if ":" not in bound[0] else f"[{bound[0]}]"
+            self.operator_url = f"http://{host}:{bound[1]}"  # shown by `gatewayctl dashboard`
 
     def _hold_instance_lock(self) -> None:
         """One gateway per home: two would keep separate books and together pass any limit."""
@@ -417,6 +434,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.dashboard.stop()
         await self.pipeline.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()

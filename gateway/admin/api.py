@@ -12,6 +12,8 @@ Routes (JSON in, JSON out):
   POST /policy/apply            {"path": "/abs/policy.yaml"}: verify, install, switch atomically
   POST /keys/unsuspend          {"key_id"}: lift a rejection-burst suspension
   POST /audit/checkpoint        sign a checkpoint of the audit log now
+  /dashboard/api/...            the dashboard's data (unix socket); on TCP, /dashboard is the
+                                login-protected page (gateway.admin.dashboard)
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def admin_app(gateway: "Gateway", *, token: bytes | None = None) -> web.Applicat
     app.router.add_post("/policy/apply", policy_apply)
     app.router.add_post("/keys/unsuspend", unsuspend)
     app.router.add_post("/audit/checkpoint", audit_checkpoint)
+    dashboard = getattr(gateway, "dashboard", None)
+    if dashboard is not None:
+        if token is None:
+            from .dashboard.unix import mount_unix
+
+            mount_unix(app, dashboard)
+        else:
+            from .dashboard.app import dashboard_app
+
+            app.add_subapp("/dashboard", dashboard_app(dashboard, token))
     return app
 
 
@@ -55,6 +67,8 @@ def _require_token(token: bytes):
 
     @web.middleware
     async def check(request: web.Request, handler) -> web.StreamResponse:
+        if request.path == "/dashboard" or request.path.startswith("/dashboard/"):
+            return await handler(request)  # the dashboard's own login and session (dashboard.app)
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
         if not presented or not hmac.compare_digest(presented, token):
             return _json({"error": "operator token required"}, 401)
@@ -159,8 +173,12 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def lockdown(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY_KEY]
-    body = await _body(request)
+    return _json(await apply_lockdown(request.app[GATEWAY_KEY], await _body(request)))
+
+
+async def apply_lockdown(gateway: "Gateway", body: dict) -> dict:
+    """Lock down (or reduce-only), optionally cancel open orders and flatten: the one code path
+    for the CLI, the socket and the dashboard."""
     reason = str(body.get("reason", "")).strip()
     if not reason:
         raise ValueError("a reason is required")
@@ -197,12 +215,14 @@ async def lockdown(request: web.Request) -> web.Response:
         except GatewayError:
             result["audit"] = "unavailable: these actions could not be recorded"
     gateway.pipeline.reconciler.soon()
-    return _json(result)
+    return result
 
 
 async def unlock(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY_KEY]
-    body = await _body(request)
+    return _json(await apply_unlock(request.app[GATEWAY_KEY], await _body(request)))
+
+
+async def apply_unlock(gateway: "Gateway", body: dict) -> dict:
     reason = str(body.get("reason", "")).strip()
     if not reason:
         raise ValueError("a reason is required")
@@ -219,7 +239,7 @@ async def unlock(request: web.Request) -> web.Response:
         {"from": previous.state.value, "to": "ACTIVE", "reason": reason, "actor": actor,
          **({"suspend_at_broker": result["suspend_at_broker"]} if "suspend_at_broker" in result else {})},
     )
-    return _json(result)
+    return result
 
 
 async def paper_prices(request: web.Request) -> web.Response:

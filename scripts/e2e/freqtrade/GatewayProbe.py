@@ -2,6 +2,7 @@
 the first candle it sees, and exits a minute later (``custom_exit``), then may enter again.
 Not a trading idea: it only makes freqtrade walk the whole order path through the gateway."""
 
+import os
 from datetime import datetime, timedelta
 
 from pandas import DataFrame
@@ -23,7 +24,9 @@ class GatewayProbe(IStrategy):
         "entry": "market",
         "exit": "market",
         "stoploss": "market",
-        "stoploss_on_exchange": False,  # the gateway attaches the protective stop itself
+        # FREQTRADE_STOPLOSS_ON_EXCHANGE=1: freqtrade places its own stop (STOP_MARKET, reduce-only)
+        # and the gateway accepts it as the position's stop; otherwise the gateway attaches one.
+        "stoploss_on_exchange": os.environ.get("FREQTRADE_STOPLOSS_ON_EXCHANGE") == "1",
     }
 
     def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:

@@ -103,6 +103,7 @@ def main() -> None:
     at_broker = broker_orders(args.broker_url, args.broker_key, broker_secret)
     unrecorded = [cid for cid, _ in at_broker if cid not in known]
     if unrecorded:
+        print("\n".join(f"{r['seq']} {r['type']} {r['data'].get('client_order_id')}" for r in records), file=sys.stderr)
         fail(f"orders at the broker with no audit record: {unrecorded}")
     if not any(kind == "algo" for _, kind in at_broker):
         fail("the broker never saw the gateway's stop (no conditional order)")

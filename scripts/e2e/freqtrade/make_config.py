@@ -5,6 +5,7 @@ usage: make_config.py GATEWAY_URL KEY_ID SECRET_FILE DB_PATH API_PORT > config.j
 Runs with freqtrade's own Python (it asks that ccxt for the URL names to override)."""
 
 import json
+import os
 import secrets
 import sys
 from urllib.parse import urlsplit
@@ -56,7 +57,7 @@ def main() -> None:
             "listen_ip_address": "127.0.0.1",
             "listen_port": int(api_port),
             "username": "probe",
-            "password": secrets.token_hex(16),  # the REST API is on, unused by the check
+            "password": os.environ["FREQTRADE_API_PASSWORD"],  # probe_candles.py asks it for candles
             "jwt_secret_key": secrets.token_hex(32),
         },
         "bot_name": "gateway-e2e",

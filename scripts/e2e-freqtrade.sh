@@ -102,6 +102,10 @@ while [ "$SECONDS" -lt "$deadline" ]; do
   kill -0 "$FREQTRADE_PID" 2>/dev/null || { echo "freqtrade exited early" >&2; tail -n 40 "$WORK/freqtrade.out" >&2; exit 1; }
   sleep 1
 done
+# On a busy machine freqtrade can take a minute just to start: give its first exit up to 90 s more.
+closed_trades() { "$ROOT/.venv/bin/python" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM trades WHERE is_open = 0").fetchone()[0])' "$WORK/trades.sqlite" 2>/dev/null || echo 0; }
+deadline=$((SECONDS + 90))
+while [ "$(closed_trades)" = 0 ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$FREQTRADE_PID" 2>/dev/null; do sleep 2; done
 "$ROOT/.venv/bin/python" "$SUPPORT/probe_candles.py" "http://127.0.0.1:$API_PORT" FREQTRADE_API_PASSWORD
 kill -INT "$FREQTRADE_PID"
 for _ in $(seq 1 30); do kill -0 "$FREQTRADE_PID" 2>/dev/null || break; sleep 1; done

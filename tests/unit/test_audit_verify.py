@@ -301,3 +301,17 @@ async def test_query_filters(tmp_path):
     assert seqs(
         type="order.decision", decision="reject", since=t0 + timedelta(minutes=2)
     ) == [4]
+
+
+def test_a_record_edited_and_rehashed_between_checkpoints_breaks_the_next_link(tree):
+    """Record 7 rewritten with a correct hash of its new bytes: it still parses, 5 and 10 still
+    match their checkpoints, and only record 8's ``prev`` no longer names it."""
+    lines = tree.lines()
+    rec = parse_line(lines[6])
+    lines[6] = encode_record(rec.seq, rec.ts, rec.type, {**rec.data, "i": 700}, rec.prev).line
+    tree.write(lines)
+    for result in (tree.verify(), tree.verify(with_checkpoints=False)):
+        assert not result.ok and result.error_seq == 8
+        assert result.error == "record 8 does not link to the previous record (prev mismatch)"
+        assert result.records == 7 and result.last_seq == 7
+        assert result.last_hash == parse_line(lines[6]).hash

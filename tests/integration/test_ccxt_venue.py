@@ -52,6 +52,9 @@ class Broker:
         self.app = build_binance_paper_broker_app(self.paper, key_id=KEY, secret=SECRET)
         self.app.middlewares.insert(0, self._trouble)
         self.mode: str | None = None  # "lose": place, then answer too late; "drop": never place
+        # A held answer waits for this (set when the test ends), not for a guessed duration:
+        # the venue's own timeout is what ends the wait, however loaded the machine is.
+        self.hang = asyncio.Event()
 
     @web.middleware
     async def _trouble(self, request, handler):
@@ -59,11 +62,11 @@ class Broker:
             mode, self.mode = self.mode, None
             if mode == "lose":
                 response = await handler(request)
-                await asyncio.sleep(1.0)
+                await self.hang.wait()
                 return response
             if mode == "5xx":
                 return web.Response(status=502, text="bad gateway")
-            await asyncio.sleep(1.0)
+            await self.hang.wait()
             return web.Response(status=503)
         return await handler(request)
 
@@ -75,12 +78,14 @@ class Broker:
 async def broker(serve_app):
     broker = Broker()
     broker.url = await serve_app(broker.app)
-    return broker
+    yield broker
+    broker.hang.set()
 
 
 @pytest.fixture
 async def venue(broker):
-    venue = CcxtVenue("binanceusdm", lambda: (KEY, SECRET), urls={"api": broker.url}, timeout_ms=400)
+    # Long enough that no ordinary request times out on a loaded machine; only held answers do.
+    venue = CcxtVenue("binanceusdm", lambda: (KEY, SECRET), urls={"api": broker.url}, timeout_ms=1500)
     await venue.start()
     try:
         yield venue

@@ -138,7 +138,10 @@ async def test_cancelled_append_is_still_recorded(tmp_path):
     path = tmp_path / "audit.log"
     async with AuditLog(path) as log:
         task = asyncio.create_task(log.append("order.decision", {"i": 1}))
-        await asyncio.sleep(0)  # queued
+        # One loop iteration runs the new task up to its first await: the record is queued
+        # (append enqueues synchronously) and the task waits for the disk. Not a timing guess.
+        await asyncio.sleep(0)
+        assert not task.done()
         task.cancel()
         rec = await log.append("t", {"i": 2})
     assert rec.seq == 2
@@ -230,11 +233,13 @@ async def test_append_sync_from_another_process_keeps_one_chain(tmp_path):
             for _ in range(2)
         ]
         mine = []
+        deadline = asyncio.get_running_loop().time() + 60
         while any(p.returncode is None for p in procs) or len(mine) < 300:
+            assert asyncio.get_running_loop().time() < deadline, "the appenders never finished"
             mine += await asyncio.gather(
                 *(log.append("t", {"i": len(mine) + k}) for k in range(10))
             )
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # pacing, so the other processes get the lock between batches
         assert [await p.wait() for p in procs] == [0, 0]
         tail = await log.append("t", {"i": "tail"})
         # the CLI's appends are done; one more from "lockdown" while the log is open
@@ -316,8 +321,11 @@ async def test_a_stuck_lock_holder_fails_the_log_within_the_timeout(tmp_path):
             await log.append("t", {"i": 1})
         assert len(failures) == 1 and log.broken
         await log.close()  # does not close the fd under the still-blocked worker thread
-    await asyncio.sleep(0.05)  # the late write lands; its caller was told it failed
-    result = verify_log(path)
+    # The lock is released: the late write lands (its caller was told it failed).
+    deadline = asyncio.get_running_loop().time() + 10
+    while (result := verify_log(path)).records < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the stalled write never landed"
+        await asyncio.sleep(0.01)
     assert result.ok and result.records == 2
 
 
@@ -458,10 +466,10 @@ async def test_checkpoint_interval_when_idle(tmp_path):
         checkpoint_interval_s=0.05,
     ) as log:
         await log.append("t", {})
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (cps.exists() and cps.read_bytes()):
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint while idle"
             await asyncio.sleep(0.01)
-            if cps.exists() and cps.read_bytes():
-                break
         assert [c.seq for c in iter_checkpoints(cps)] == [1]
 
 

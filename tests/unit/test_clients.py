@@ -181,14 +181,30 @@ def test_block_after_repeated_failures_silences_failures_but_never_valid_keys(cr
     assert len(failures) == recorded + 1  # recorded again once the block has ended
 
 
-def test_failures_outside_window_do_not_block(creds, clock):
+def test_failures_outside_window_do_not_block(creds, clock, failures):
     c = creds.issue()
     for _ in range(9):
         refused(creds, c.key_id, "wrong")
-    clock.t = T0 + 61
+    clock.t = T0 + 60  # the first nine leave the 60 s window exactly now
     for _ in range(9):
         refused(creds, c.key_id, "wrong")
-    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    assert not creds.is_blocked(IP)
+    assert not any("blocked" in why for _, _, why in failures)
+    refused(creds, c.key_id, "wrong")  # the tenth inside one window
+    assert creds.is_blocked(IP) and "blocked for 300 s after 10 failures within 60 s" in failures[-1][2]
+
+
+def test_failures_just_inside_the_window_add_up(creds, clock, failures):
+    c = creds.issue()
+    for _ in range(9):
+        refused(creds, c.key_id, "wrong")
+    clock.t = T0 + 59.999
+    refused(creds, c.key_id, "wrong")
+    assert creds.is_blocked(IP)
+    clock.t = T0 + 59.999 + 299.999
+    assert creds.is_blocked(IP)
+    clock.t = T0 + 59.999 + 300
+    assert not creds.is_blocked(IP)
 
 
 def test_block_is_configurable_and_counts_bad_signatures(home, clock):

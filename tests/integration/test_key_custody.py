@@ -26,7 +26,15 @@ from gateway.server import Gateway, ServeOptions, StartupError
 from gateway.venues.base import Authenticator, DirectBackend
 from gateway.venues.paper import PaperVenue
 
-from .support import BROKER_KEY_ID, BROKER_SECRET, start_gateway, store_broker_key, wait_for
+from .support import (
+    BROKER_KEY_ID,
+    BROKER_SECRET,
+    HOLD_LIMIT_S,
+    AuditFsyncGate,
+    start_gateway,
+    store_broker_key,
+    wait_for,
+)
 
 NEW_KEY_ID = "PKROTATED000000000077"
 NEW_SECRET = "rotated-broker-secret-never-shown-91ce"
@@ -123,6 +131,39 @@ async def test_broker_key_rotation_during_a_stream_of_orders(gateway_home):
     # Orders sent after the swap were all placed with the new key.
     assert broker.submitted_by[-5:] == [NEW_KEY_ID] * 5
     assert NEW_SECRET not in out and BROKER_SECRET not in out
+
+
+async def test_an_order_decided_before_a_broker_key_rotation_leaves_with_the_new_key(gateway_home, monkeypatch):
+    """Deterministic: the order's decision record is held at its fsync while the key is rotated
+    and the broker stops accepting the old one; released, the order must go out with the new key."""
+    from gateway.keys.broker import BrokerKeys as StoredBrokerKeys
+    from gateway.keys.vault import Vault
+
+    accepted = {BROKER_KEY_ID: BROKER_SECRET, NEW_KEY_ID: NEW_SECRET}
+    runner, broker, url = await two_key_broker(accepted)
+    store_broker_key(gateway_home)
+    gw = await start_gateway(gateway_home, venue="alpaca", upstream_url=url)
+    gate = AuditFsyncGate(Path(gw.gateway.home.audit_log), monkeypatch)
+    try:
+        async with aiohttp.ClientSession(headers=gw.headers) as session:
+            async def order():
+                body = {**ORDER, "symbol": "SPY", "client_order_id": "rotating-1"}
+                async with session.post(f"{gw.url}/v2/orders", json=body) as resp:
+                    return resp.status, await resp.json()
+
+            gate.hold("rotating-1")
+            pending = asyncio.create_task(order())
+            await asyncio.wait_for(gate.held.wait(), HOLD_LIMIT_S)
+            StoredBrokerKeys(Vault.open(Home.at(gateway_home.home))).rotate("alpaca", NEW_KEY_ID, NEW_SECRET)
+            del accepted[BROKER_KEY_ID]  # the broker retires the old key at once
+            gate.release()
+            status, body = await asyncio.wait_for(pending, 10)
+    finally:
+        gate.release()
+        await gw.gateway.stop()
+        await runner.cleanup()
+    assert status == 200, body
+    assert broker.submitted_by == [NEW_KEY_ID]
 
 
 async def test_rotation_to_a_key_the_venue_refuses_changes_nothing(gateway_home):

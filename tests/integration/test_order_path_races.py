@@ -9,8 +9,6 @@ together touches one place."""
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,10 +24,18 @@ from gateway.keys.vault import Vault
 from gateway.paper_broker import build_paper_broker_app
 from gateway.venues.paper import PaperVenue
 
-from .support import BROKER_KEY_ID, BROKER_SECRET, RunningGateway, start_gateway, store_broker_key, wait_for
+from .support import (
+    BROKER_KEY_ID,
+    BROKER_SECRET,
+    HOLD_LIMIT_S,
+    AuditFsyncGate,
+    RunningGateway,
+    start_gateway,
+    store_broker_key,
+    wait_for,
+)
 
 ORDER = {"qty": 1, "type": "market", "time_in_force": "day"}
-HOLD_LIMIT_S = 5.0  # well under the audit log's 10 s write watchdog
 
 
 class RecordingPaperVenue(PaperVenue):
@@ -50,46 +56,6 @@ class RecordingPaperVenue(PaperVenue):
     async def close_position(self, symbol, qty=None, percentage=None):
         self.calls.append(("close_position", symbol))
         return await super().close_position(symbol, qty, percentage)
-
-
-class AuditFsyncGate:
-    """Holds the audit log's fsync of the batch that carries a chosen record.
-
-    The AuditLog is the real one: it looks ``os.fdatasync`` up at call time (documented for
-    tests), and calls it from its worker thread, so holding it there stops exactly one batch
-    between "written" and "durable" without touching the event loop."""
-
-    def __init__(self, log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.log_path = log_path
-        self.loop = asyncio.get_running_loop()
-        self.held = asyncio.Event()
-        self._release = threading.Event()
-        self._marker: bytes | None = None
-        self._real = getattr(os, "fdatasync", os.fsync)
-        monkeypatch.setattr(os, "fdatasync", self._sync)
-
-    def hold(self, marker: str) -> None:
-        """Hold the first audit fsync after a record containing ``marker`` was written."""
-        self._release.clear()
-        self.held.clear()
-        self._marker = marker.encode()
-
-    def release(self) -> None:
-        self._release.set()
-
-    def _sync(self, fd: int) -> None:
-        marker = self._marker
-        if marker is not None and self._is_audit_log(fd) and marker in self.log_path.read_bytes():
-            self._marker = None
-            self.loop.call_soon_threadsafe(self.held.set)
-            self._release.wait(HOLD_LIMIT_S)
-        self._real(fd)
-
-    def _is_audit_log(self, fd: int) -> bool:
-        try:
-            return os.path.samestat(os.fstat(fd), os.stat(self.log_path))
-        except FileNotFoundError:
-            return False
 
 
 @dataclass

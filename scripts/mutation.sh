@@ -128,7 +128,7 @@ if [ $status -eq 124 ] || [ $status -eq 130 ]; then
   echo "mutation.sh: stopped at the time budget (${MUTATION_BUDGET_S} s); mutants not reached count as not killed"
   status=0
 elif [ $status -ne 0 ]; then
-  tail -40 mutmut-run.log
+  tr "\r" "\n" < mutmut-run.log | tail -40
   echo "mutation.sh: mutmut run failed (exit $status)" >&2
 fi
 "$PY" -m mutmut results --all true > mutmut-results.txt 2>/dev/null || true

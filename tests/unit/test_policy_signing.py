@@ -422,3 +422,31 @@ def test_sig_file_format_is_two_space_json_with_a_final_newline(policy_file: Pat
     text = sig_path_for(policy_file).read_text()
     doc = json.loads(text)
     assert text == json.dumps(doc, indent=2) + "\n"
+
+
+def test_a_public_key_file_with_non_ascii_text_is_unreadable(tmp_path: Path):
+    path = tmp_path / "odd.pub"
+    path.write_text("clé publique\n", encoding="utf-8")
+    with pytest.raises(KeyFileError, match=rf"^cannot read public key {path}: UnicodeDecodeError$"):
+        load_public_key(path)
+
+
+def test_sign_bytes_signs_a_policy_unless_told_otherwise(policy_file: Path, keys, trust: Trust):
+    from gateway.policy.signing import sign_bytes
+
+    data = policy_file.read_bytes()
+    doc = sign_bytes(data, load_private_key(keys["alice"]))
+    assert verify_signatures(data, doc, trust) == {kid(keys["alice"])}
+
+
+def test_refusal_messages_are_exact(policy_file: Path, keys, trust: Trust):
+    with pytest.raises(SignatureError) as info:
+        verify_signatures(policy_file.read_bytes(), None, trust)
+    assert info.value.message == "the policy is not signed (no signature file or no signatures in it)"
+    sign_file(policy_file, keys["alice"])
+    with pytest.raises(SignatureError) as info:
+        verify_signatures(policy_file.read_bytes() + b"\n", read_sig_file(policy_file), trust)
+    assert info.value.message == (
+        "the policy's bytes do not match its signature file "
+        "(the file changed after it was signed; review the change and sign it again)"
+    )

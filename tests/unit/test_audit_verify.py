@@ -545,3 +545,28 @@ def test_tailing_a_large_log_reads_only_its_end(tmp_path):
     assert [r.seq for r in iter_records(path, since_seq=19_990)] == list(range(19_991, 20_001))
     assert _bytes_read() - before < size // 20
     assert [r.seq for r in iter_records(path, since_seq=9_999)][:2] == [10_000, 10_001]
+
+
+async def test_query_keeps_looking_past_records_that_do_not_match(tmp_path):
+    """Every filter skips a record and goes on; none assumes the log is sorted by time (a clock
+    stepped back by NTP writes an earlier ts after a later one)."""
+    path = tmp_path / "audit.log"
+    t0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    stamps = iter([t0 + timedelta(minutes=m) for m in (10, 0, 20, 5, 30)])
+    async with AuditLog(path, now=lambda: next(stamps)) as log:
+        await log.append("control.lockdown", {"reason": "x"})  # 12:10
+        await log.append("order.decision", {"key_id": "AK1", "decision": "allow", "codes": []})  # 12:00
+        await log.append("order.decision", {"key_id": "AK2", "decision": "reject", "codes": ["a"]})  # 12:20
+        await log.append("order.decision", {"key_id": "AK1", "decision": "reject", "codes": ["b"]})  # 12:05
+        await log.append("order.decision", {"key_id": "AK2", "decision": "reject", "codes": ["b"]})  # 12:30
+
+    def seqs(**kw):
+        return [r.seq for r in query(path, **kw)]
+
+    assert seqs(type="order.") == [2, 3, 4, 5]
+    assert seqs(type="order.decision") == [2, 3, 4, 5]
+    assert seqs(until=t0 + timedelta(minutes=6)) == [2, 4]
+    assert seqs(since=t0 + timedelta(minutes=15)) == [3, 5]
+    assert seqs(key_id="AK2") == [3, 5]
+    assert seqs(decision="reject") == [3, 4, 5]
+    assert seqs(code="b") == [4, 5]

@@ -298,3 +298,55 @@ def test_any_group_or_other_bit_on_the_master_key_is_refused(home, mode):
     home.master_key.chmod(mode)
     with pytest.raises(MasterKeyError, match=f"has mode {mode:o}"):
         load_master_key(home)
+
+
+# --- key store edges ----------------------------------------------------------------------------
+
+
+def test_a_missing_or_vanished_key_store_is_refused_by_name(home, vault):
+    vault.put("a", b"secret-a")
+    home.keystore.unlink()
+    with pytest.raises(VaultError, match=rf"^key store {home.keystore} has disappeared$"):
+        vault.get("a")
+    with pytest.raises(VaultError, match=rf"^no key store at {home.keystore} \(create a home with `gatewayctl init`\)$"):
+        Vault.open(home)
+
+
+def test_a_key_store_path_that_cannot_be_read_is_refused(home, vault):
+    home.keystore.unlink()
+    home.keystore.mkdir()
+    with pytest.raises(VaultError, match=rf"^cannot read key store {home.keystore}: Is a directory$"):
+        Vault.open(home)
+
+
+def test_a_master_key_of_the_wrong_length_is_refused(home, tmp_path):
+    other = Home.at(tmp_path / "other")
+    other.root.mkdir()
+    with pytest.raises(MasterKeyError, match="a master key must be 32 bytes"):
+        Vault.create(other, b"short")
+    with pytest.raises(MasterKeyError, match="a master key must be 32 bytes"):
+        encode_master_key(b"k" * 31)
+
+
+def test_membership_names_and_secret_types(vault):
+    vault.put("a", b"1")
+    assert "a" in vault and "b" not in vault and vault.names() == ["a"]
+    with pytest.raises(TypeError, match="secret must be bytes"):
+        vault.put("b", "text")  # type: ignore[arg-type]
+    assert "b" not in vault
+
+
+def test_subkeys_are_distinct_per_purpose_and_stable(home, vault):
+    a, b = vault.subkey("clients.json"), vault.subkey("other")
+    assert len(a) == len(b) == 32 and a != b
+    assert Vault.open(home).subkey("clients.json") == a
+    with pytest.raises(ValueError, match="purpose must be non-empty"):
+        vault.subkey("")
+
+
+def test_open_or_create_makes_one_store_and_then_opens_it(home):
+    from gateway.keys.vault import open_or_create
+
+    first = open_or_create(home)
+    first.put("x", b"1")
+    assert open_or_create(home).get("x") == b"1"

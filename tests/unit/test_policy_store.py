@@ -592,3 +592,60 @@ def test_successor_changes_only_what_it_is_asked_to(solo: Env):
     assert (two.version, two.threshold, two.loosen_threshold) == (current.version + 1, 2, 2)
     same = two.successor()
     assert (same.threshold, same.loosen_threshold, set(same.keys)) == (2, 2, set(two.keys))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1}', "t.json: invalid trust file: keys: not set"),
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1, "keys": {}, "extra": 1}',
+         "t.json: invalid trust file: extra: unknown field"),
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1, "keys": {}}',
+         "t.json: invalid trust file: keys: at least one trusted key is needed"),
+        (b'{"version": 0, "threshold": 1, "loosen_threshold": 1, "keys": {"abc": {}}}',
+         "t.json: invalid trust file: version: Input should be greater than or equal to 1; "
+         "keys.abc.public_key: not set; keys.abc.name: not set"),
+    ],
+)
+def test_an_invalid_trust_document_is_explained_field_by_field(data, message):
+    with pytest.raises(TrustError) as info:
+        Trust.parse(data, source="t.json")
+    assert (info.value.code, info.value.message) == ("invalid_trust", message)
+
+
+def test_a_missing_or_unreadable_trust_file_means_no_policy_is_trusted(tmp_path: Path, solo: Env):
+    missing = tmp_path / "trust.json"
+    with pytest.raises(TrustError) as info:
+        Trust.load(missing)
+    assert (info.value.code, info.value.message) == (
+        "trust_unavailable", f"no trust file at {missing}; the gateway trusts no policy signer"
+    )
+    missing.mkdir()
+    with pytest.raises(TrustError) as info:
+        Trust.load(missing)
+    assert (info.value.code, info.value.message) == ("trust_unavailable", f"cannot read trust file {missing}: Is a directory")
+    solo.home.trust.write_bytes(b"{}")
+    with pytest.raises(PolicyRefused) as refused:
+        solo.store.trust()
+    # Any trust problem, even an invalid document, means no policy can be trusted.
+    assert refused.value.code == "trust_unavailable"
+    assert refused.value.message.startswith(f"{solo.home.trust}: invalid trust file: ")
+    assert str(refused.value) == refused.value.message
+    solo.home.trust.unlink()
+    with pytest.raises(PolicyRefused) as refused:
+        solo.store.trust()
+    assert (refused.value.code, refused.value.message) == (
+        "trust_unavailable", f"no trust file at {solo.home.trust}; the gateway trusts no policy signer"
+    )
+
+
+def test_a_trust_file_is_two_space_json_and_names_keys_by_their_name(solo: Env):
+    trust = Trust.load(solo.home.trust)
+    text = trust.to_bytes().decode()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert Trust.parse(trust.to_bytes()) == trust
+    alice = solo.kid("alice")
+    assert trust.name_of(alice) == f"alice ({alice})"
+    assert trust.name_of("0123456789abcdef") == "0123456789abcdef"
+    unnamed = Trust.build([("", solo.keys["alice"].with_suffix(".pub"))])
+    assert unnamed.name_of(alice) == alice

@@ -14,6 +14,7 @@
 #                      (default: tests/unit tests/integration).
 #   MUTATION_JOBS      parallel mutant runs (default: number of cores).
 #   MUTATION_KEEP=DIR  keep the scratch copy (mutants/, results) in DIR for `mutmut show`.
+#   MUTATION_SHOW      how many survivors to print with their diff (default 40).
 #   MUTATION_BUDGET_S  stop mutmut after this many seconds (CI); mutants not reached by then
 #                      are reported and count as not killed.
 #
@@ -134,6 +135,7 @@ fi
 "$PY" -m mutmut results --all true > mutmut-results.txt 2>/dev/null || true
 "$PY" - "$ROOT/tests/mutation-equivalents.md" <<'EOF'
 """Count mutmut's verdicts; survivors listed in mutation-equivalents.md count as killed."""
+import os
 import re
 import subprocess
 import sys
@@ -164,7 +166,7 @@ for line in Path("mutmut-results.txt").read_text().splitlines():
         killed += 1
         other.append((name, status))
 
-SHOW = 40  # `mutmut show` costs a second each: diffs for the first ones, names for the rest
+SHOW = int(os.environ.get("MUTATION_SHOW", "40"))  # `mutmut show` costs a second each
 for i, (name, status) in enumerate(survivors):
     print(f"--- {status}: {name}")
     if i < SHOW:

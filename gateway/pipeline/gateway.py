@@ -370,6 +370,8 @@ class RiskGateway(Backend):
     ) -> Order:
         """A close is a market order on the closing side, with a client id of the gateway's,
         judged like any order (an exit up to the position)."""
+        # Who may close comes first: a read-only credential learns nothing about the position.
+        self.admission.admit(caller, "close", asset_class_of(symbol))
         position = self.portfolio.position(symbol)
         book = self.portfolio.book(symbol)
         if position == 0 or book is None:

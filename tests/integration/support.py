@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import sys
 import contextlib
+import os
 import socket
 import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
 from gateway.bootstrap import InitResult
 from gateway.home import Home
@@ -161,3 +164,46 @@ def paper_broker_subprocess(port: int, *args: str):
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+HOLD_LIMIT_S = 5.0  # how long AuditFsyncGate holds at most: well under the audit log's 10 s watchdog
+
+
+class AuditFsyncGate:
+    """Holds the audit log's fsync of the batch that carries a chosen record.
+
+    The AuditLog is the real one: it looks ``os.fdatasync`` up at call time (documented for
+    tests), and calls it from its worker thread, so holding it there stops exactly one batch
+    between "written" and "durable" without touching the event loop."""
+
+    def __init__(self, log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log_path = log_path
+        self.loop = asyncio.get_running_loop()
+        self.held = asyncio.Event()
+        self._release = threading.Event()
+        self._marker: bytes | None = None
+        self._real = getattr(os, "fdatasync", os.fsync)
+        monkeypatch.setattr(os, "fdatasync", self._sync)
+
+    def hold(self, marker: str) -> None:
+        """Hold the first audit fsync after a record containing ``marker`` was written."""
+        self._release.clear()
+        self.held.clear()
+        self._marker = marker.encode()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def _sync(self, fd: int) -> None:
+        marker = self._marker
+        if marker is not None and self._is_audit_log(fd) and marker in self.log_path.read_bytes():
+            self._marker = None
+            self.loop.call_soon_threadsafe(self.held.set)
+            self._release.wait(HOLD_LIMIT_S)
+        self._real(fd)
+
+    def _is_audit_log(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.log_path))
+        except FileNotFoundError:
+            return False

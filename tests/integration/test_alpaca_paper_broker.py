@@ -380,11 +380,13 @@ async def test_run_paper_broker_serves_until_cancelled(free_tcp_port):
     url = f"http://127.0.0.1:{free_tcp_port}"
     client = TradingClient("PKRUN", "run-secret", paper=True, url_override=url)
     try:
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
             try:
                 account = await call(client.get_account)
                 break
             except requests.ConnectionError:  # not listening yet
+                assert asyncio.get_running_loop().time() < deadline, "the paper broker never listened"
                 await asyncio.sleep(0.02)
         assert account.equity == "5000"
     finally:

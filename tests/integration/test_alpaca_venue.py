@@ -248,8 +248,11 @@ def assert_secret_free(exc: BaseException, secret: str) -> None:
 @pytest.fixture
 async def faulty_broker(serve_app):
     """``venue, paper = await faulty_broker(fault)``: a paper broker whose requests first pass
-    through ``fault(request, handler)``, and an AlpacaVenue (0.5 s timeout) pointed at it."""
+    through ``fault(request, handler)``, and an AlpacaVenue (1.5 s timeout) pointed at it.
+    A fault that must outlast the timeout awaits ``faulty_broker.hang`` (set when the test
+    ends), not a sleep."""
     venues: list[AlpacaVenue] = []
+    hang = asyncio.Event()
 
     async def start(fault):
         paper = PaperVenue()
@@ -257,12 +260,14 @@ async def faulty_broker(serve_app):
         app = build_paper_broker_app(paper, key_id=KEY_ID, secret=SECRET)
         app.middlewares.insert(0, web.middleware(fault))
         url = await serve_app(app)
-        venue = AlpacaVenue(lambda: (KEY_ID, SECRET), base_url=url, timeout_s=0.5)
+        venue = AlpacaVenue(lambda: (KEY_ID, SECRET), base_url=url, timeout_s=1.5)
         await venue.start()
         venues.append(venue)
         return venue, paper
 
+    start.hang = hang
     yield start
+    hang.set()
     for venue in venues:
         await venue.close()
 
@@ -271,7 +276,7 @@ async def test_lost_answer_to_a_submit_is_resolved_by_client_order_id(faulty_bro
     async def slow_after_placing(request, handler):
         response = await handler(request)
         if request.method == "POST":
-            await asyncio.sleep(2)  # the order is placed, the answer never arrives in time
+            await faulty_broker.hang.wait()  # the order is placed, the answer never arrives in time
         return response
 
     venue, paper = await faulty_broker(slow_after_placing)
@@ -297,7 +302,7 @@ async def test_submit_that_never_arrived_is_uncertain_not_retried(faulty_broker)
 async def test_timeout_on_read_is_unavailable_and_garbage_is_unavailable(faulty_broker):
     async def misbehave(request, handler):
         if request.path == "/v2/clock":
-            await asyncio.sleep(2)
+            await faulty_broker.hang.wait()
         if request.path == "/v2/account":
             return web.Response(text="<html>not json</html>", content_type="text/html")
         if request.path == "/v2/positions":

@@ -14,6 +14,7 @@ from gateway.errors import (
     InsufficientFunds,
     NotFound,
     OrderRejected,
+    RateLimited,
     UpstreamUnavailable,
     UpstreamUncertain,
 )
@@ -52,18 +53,29 @@ class Broker:
         self.app = build_binance_paper_broker_app(self.paper, key_id=KEY, secret=SECRET)
         self.app.middlewares.insert(0, self._trouble)
         self.mode: str | None = None  # "lose": place, then answer too late; "drop": never place
+        # A held answer waits for this (set when the test ends), not for a guessed duration:
+        # the venue's own timeout is what ends the wait, however loaded the machine is.
+        self.hang = asyncio.Event()
+        # (method, path) -> (status, JSON body or text): answered instead of the paper broker.
+        self.canned: dict[tuple[str, str], tuple[int, dict | str]] = {}
+        self.canned_hits: list[str] = []
 
     @web.middleware
     async def _trouble(self, request, handler):
+        canned = self.canned.get((request.method, request.path))
+        if canned is not None:
+            self.canned_hits.append(request.path)
+            status, body = canned
+            return web.json_response(body, status=status) if isinstance(body, dict) else web.Response(status=status, text=body)
         if self.mode and request.method == "POST" and request.path in ("/fapi/v1/order", "/fapi/v1/algoOrder"):
             mode, self.mode = self.mode, None
             if mode == "lose":
                 response = await handler(request)
-                await asyncio.sleep(1.0)
+                await self.hang.wait()
                 return response
             if mode == "5xx":
                 return web.Response(status=502, text="bad gateway")
-            await asyncio.sleep(1.0)
+            await self.hang.wait()
             return web.Response(status=503)
         return await handler(request)
 
@@ -75,12 +87,14 @@ class Broker:
 async def broker(serve_app):
     broker = Broker()
     broker.url = await serve_app(broker.app)
-    return broker
+    yield broker
+    broker.hang.set()
 
 
 @pytest.fixture
 async def venue(broker):
-    venue = CcxtVenue("binanceusdm", lambda: (KEY, SECRET), urls={"api": broker.url}, timeout_ms=400)
+    # Long enough that no ordinary request times out on a loaded machine; only held answers do.
+    venue = CcxtVenue("binanceusdm", lambda: (KEY, SECRET), urls={"api": broker.url}, timeout_ms=1500)
     await venue.start()
     try:
         yield venue
@@ -286,3 +300,83 @@ async def test_resubmitting_an_uncertain_order_places_it_once(venue, broker):
     placed = await venue.submit_order(intent(client_order_id="retry-1"))  # not there: placed now
     again = await venue.submit_order(intent(client_order_id="retry-1"))  # there: the same order
     assert placed.id == again.id and len(await broker.orders()) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# Error classification: what the exchange answers decides what the bot is told
+
+
+ORDER_PATH = ("POST", "/fapi/v1/order")
+ACCOUNT_PATHS = [("GET", f"/fapi/{v}/{what}") for v in ("v2", "v3") for what in ("account", "balance")]
+
+
+@pytest.mark.parametrize(
+    "status, body, expected, fragment",
+    [
+        (400, {"code": -4050, "msg": "Cross balance insufficient."}, InsufficientFunds, "Cross balance insufficient."),
+        # Binance's own -2019 is mapped by ccxt on binance.com only; elsewhere it is still a refusal.
+        (400, {"code": -2019, "msg": "Margin is insufficient."}, OrderRejected, "Margin is insufficient."),
+        (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"}, OrderRejected, "LOT_SIZE"),
+        (400, {"code": -1121, "msg": "Invalid symbol."}, NotFound, "Invalid symbol."),
+        (400, {"code": -9999, "msg": "something the exchange refused"}, OrderRejected, "something the exchange refused"),
+        (429, {"code": -1003, "msg": "Too many requests"}, RateLimited, "rate limiting the gateway"),
+        (418, {"code": -1003, "msg": "Way too many requests; IP banned"}, RateLimited, "rate limiting the gateway"),
+        (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}, UpstreamUnavailable,
+         "upstream rejected the gateway's broker credentials"),
+        # A 5xx may have been applied: looked up by client id, still absent, so uncertain.
+        (503, "Service Unavailable", UpstreamUncertain, "did not confirm order classified-1 and does not list it yet"),
+    ],
+)
+async def test_an_order_refusal_is_classified_by_what_the_exchange_said(venue, broker, status, body, expected, fragment):
+    await venue.list_markets()
+    broker.canned[ORDER_PATH] = (status, body)
+    with pytest.raises(expected) as info:
+        await venue.submit_order(intent(client_order_id="classified-1"))
+    assert fragment in info.value.message
+    assert SECRET not in info.value.message and KEY not in info.value.message
+    assert broker.canned_hits == ["/fapi/v1/order"]  # asked once: a refusal is not retried
+    assert await broker.orders() == []
+
+
+@pytest.mark.parametrize(
+    "status, body, expected, fragment",
+    [
+        (503, "Service Unavailable", UpstreamUnavailable, "binanceusdm is unavailable"),
+        (429, {"code": -1003, "msg": "Too many requests"}, RateLimited, "rate limiting the gateway"),
+        (401, {"code": -2015, "msg": "Invalid API-key"}, UpstreamUnavailable, "credentials"),
+        (400, {"code": -9999, "msg": "odd"}, UpstreamUnavailable, "answered with an error"),
+        pytest.param(
+            200, "<html>not json</html>", UpstreamUnavailable, "",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known bug (gateway/venues/ccxt.py get_account): a 200 answer that is not JSON reads "
+                "as an account with equity 0 instead of failing; remove this mark with the fix",
+            ),
+        ),
+    ],
+)
+async def test_a_failed_read_is_unavailable_never_a_rejection(venue, broker, status, body, expected, fragment):
+    for path in ACCOUNT_PATHS:
+        broker.canned[path] = (status, body)
+    with pytest.raises(expected) as info:
+        await venue.get_account()
+    assert fragment in info.value.message
+
+
+async def test_exits_that_cannot_be_placed_are_given_up_after_three_tries(venue, broker, caplog):
+    resting = await venue.submit_order(
+        intent("ETH/USDT", type=OrderType.LIMIT, limit_price=D(2900), qty="0.1",
+               order_class=OrderClass.OTO, stop_loss=StopLoss(D(2610)))
+    )
+    broker.canned[("POST", "/fapi/v1/algoOrder")] = (400, {"code": -2021, "msg": "Order would immediately trigger."})
+    await broker.paper.set_prices({"ETH/USDT": D(2890)})  # the entry fills; its stop must follow
+    for attempt in range(1, 4):
+        await venue.list_orders(OrderQuery(status="open"))
+        assert broker.canned_hits.count("/fapi/v1/algoOrder") == attempt
+    assert any(
+        r.levelname == "ERROR" and "gave up placing the sl exit" in r.getMessage() and resting.id in r.getMessage()
+        for r in caplog.records
+    )
+    await venue.list_orders(OrderQuery(status="open"))  # given up: no fourth try
+    assert broker.canned_hits.count("/fapi/v1/algoOrder") == 3
+    assert [o for o in await venue.list_orders(OrderQuery(status="open")) if o.symbol == "ETH/USDT"] == []

@@ -53,7 +53,10 @@ async def test_sigkill_under_load_then_restart(gateway_home, paper_broker_proces
                     return None  # the gateway died under us
 
             load = [asyncio.create_task(order(i)) for i in range(300)]
+            deadline = time.monotonic() + 60
             while len(await paper_broker_process.orders()) < 20:
+                assert time.monotonic() < deadline, "the broker never received 20 orders"
+                assert gateway.poll() is None, "the gateway died before the kill"
                 await asyncio.sleep(0.01)
             os.kill(gateway.pid, signal.SIGKILL)
             statuses = await asyncio.gather(*load)

@@ -27,7 +27,7 @@ from gateway.keys.vault import Vault
 from gateway.paper_broker import build_binance_paper_broker_app
 from gateway.venues.paper import PaperVenue
 
-from .support import start_gateway, wait_for
+from .support import start_gateway
 from .test_binance_paper_broker import BROKER_KEY, BROKER_SECRET, BinanceBroker
 
 PAIR = "BTC/USDT:USDT"

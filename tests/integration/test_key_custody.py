@@ -9,6 +9,7 @@ import hmac
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +26,15 @@ from gateway.server import Gateway, ServeOptions, StartupError
 from gateway.venues.base import Authenticator, DirectBackend
 from gateway.venues.paper import PaperVenue
 
-from .support import BROKER_KEY_ID, BROKER_SECRET, start_gateway, store_broker_key
+from .support import (
+    BROKER_KEY_ID,
+    BROKER_SECRET,
+    HOLD_LIMIT_S,
+    AuditFsyncGate,
+    start_gateway,
+    store_broker_key,
+    wait_for,
+)
 
 NEW_KEY_ID = "PKROTATED000000000077"
 NEW_SECRET = "rotated-broker-secret-never-shown-91ce"
@@ -102,7 +111,7 @@ async def test_broker_key_rotation_during_a_stream_of_orders(gateway_home):
                         break
 
             streaming = asyncio.create_task(stream())
-            await asyncio.sleep(0.1)
+            await wait_for(lambda: len(statuses) >= 3, timeout=10)  # the stream is under way
             code, out = await cli("broker-keys", "rotate", "--home", str(gateway_home.home), "--venue", "alpaca",
                                   "--key-id", NEW_KEY_ID, "--upstream-url", url, stdin=NEW_SECRET.encode() + b"\n")
             assert code == 0, out
@@ -121,6 +130,39 @@ async def test_broker_key_rotation_during_a_stream_of_orders(gateway_home):
     # Orders sent after the swap were all placed with the new key.
     assert broker.submitted_by[-5:] == [NEW_KEY_ID] * 5
     assert NEW_SECRET not in out and BROKER_SECRET not in out
+
+
+async def test_an_order_decided_before_a_broker_key_rotation_leaves_with_the_new_key(gateway_home, monkeypatch):
+    """Deterministic: the order's decision record is held at its fsync while the key is rotated
+    and the broker stops accepting the old one; released, the order must go out with the new key."""
+    from gateway.keys.broker import BrokerKeys as StoredBrokerKeys
+    from gateway.keys.vault import Vault
+
+    accepted = {BROKER_KEY_ID: BROKER_SECRET, NEW_KEY_ID: NEW_SECRET}
+    runner, broker, url = await two_key_broker(accepted)
+    store_broker_key(gateway_home)
+    gw = await start_gateway(gateway_home, venue="alpaca", upstream_url=url)
+    gate = AuditFsyncGate(Path(gw.gateway.home.audit_log), monkeypatch)
+    try:
+        async with aiohttp.ClientSession(headers=gw.headers) as session:
+            async def order():
+                body = {**ORDER, "symbol": "SPY", "client_order_id": "rotating-1"}
+                async with session.post(f"{gw.url}/v2/orders", json=body) as resp:
+                    return resp.status, await resp.json()
+
+            gate.hold("rotating-1")
+            pending = asyncio.create_task(order())
+            await asyncio.wait_for(gate.held.wait(), HOLD_LIMIT_S)
+            StoredBrokerKeys(Vault.open(Home.at(gateway_home.home))).rotate("alpaca", NEW_KEY_ID, NEW_SECRET)
+            del accepted[BROKER_KEY_ID]  # the broker retires the old key at once
+            gate.release()
+            status, body = await asyncio.wait_for(pending, 10)
+    finally:
+        gate.release()
+        await gw.gateway.stop()
+        await runner.cleanup()
+    assert status == 200, body
+    assert broker.submitted_by == [NEW_KEY_ID]
 
 
 async def test_rotation_to_a_key_the_venue_refuses_changes_nothing(gateway_home):
@@ -147,13 +189,15 @@ async def test_revoked_credential_is_refused_on_its_next_request(paper_gateway):
         assert code == 0, out
         async with session.get(f"{gw.url}/v2/account") as resp:
             assert resp.status == 401 and (await resp.json())["code"] == 40110000
-    await asyncio.sleep(0.05)
-    log = (Path(gw.init.home) / "audit" / "audit.log").read_bytes()
-    assert b'"auth.failure"' in log and b"revoked" in log
+    log_path = Path(gw.init.home) / "audit" / "audit.log"
+    # The refusal's record is queued without holding the bot's answer: wait for it to land.
+    await wait_for(lambda: b'"auth.failure"' in log_path.read_bytes(), timeout=10)
+    assert b"revoked" in log_path.read_bytes()
 
 
 async def test_rotated_bot_credential_works_until_its_overlap_ends(paper_gateway):
     gw = paper_gateway
+    rotated_at_or_after = time.time()
     code, out = await cli("keys", "rotate", "--home", str(gw.init.home), gw.key_id, "--overlap", "1.5", "--json")
     assert code == 0, out
     new = orjson.loads(out)
@@ -164,7 +208,13 @@ async def test_rotated_bot_credential_works_until_its_overlap_ends(paper_gateway
 
         assert await status(gw.key_id, gw.secret) == 200
         assert await status(new["key_id"], new["secret"]) == 200
-        await asyncio.sleep(1.7)
+        # The exact boundary is pinned on a test clock (tests/unit/test_clients.py); here the
+        # running gateway refuses the old key once its overlap has passed, never before.
+        deadline = time.monotonic() + 15
+        while await status(gw.key_id, gw.secret) == 200:
+            assert time.monotonic() < deadline, "the old key still works long after its overlap"
+            await asyncio.sleep(0.05)
+        assert time.time() >= rotated_at_or_after + 1.5, "the old key was refused inside its overlap"
         assert await status(gw.key_id, gw.secret) == 401
         assert await status(new["key_id"], new["secret"]) == 200
 

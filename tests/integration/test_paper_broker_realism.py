@@ -24,7 +24,7 @@ from .support import free_port, paper_broker_subprocess
 HEADERS = {"APCA-API-KEY-ID": PAPER_KEY_ID, "APCA-API-SECRET-KEY": PAPER_SECRET}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # one per test: the rate-limit test spends the budget (tests run in random order)
 def strict_broker():
     """`gatewayctl paper-broker --dialect alpaca --rate-limit 40/min` (Alpaca's rules are on by
     default)."""

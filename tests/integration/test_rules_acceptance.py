@@ -48,15 +48,19 @@ async def test_200_concurrent_orders_worth_five_times_the_cap_stay_under_it(gate
 
 
 async def test_a_five_percent_daily_loss_moves_the_gateway_to_reduce_only(gateway_home, paper_broker_process):
-    symbols = [f"D{i}" for i in range(10)]
+    # 9 x 2% = 18% of equity: under the 20% exposure cap with room for one order, because a
+    # snapshot racing a fill may count that order twice for a moment (conservative; the book's
+    # rewrite owns that), and this test is about the loss breaker, not the exposure cap.
+    symbols = [f"D{i}" for i in range(9)]
     await paper_broker_process.set_prices({s: "100" for s in symbols})
     store_broker_key(gateway_home)
     gw = await start_gateway(gateway_home, venue="alpaca", upstream_url=paper_broker_process.url)
     try:
         async with aiohttp.ClientSession(headers=gw.headers) as session:
-            for s in symbols:  # 10 x 2% = 20% of equity
-                assert (await post(session, gw, symbol=s, qty=20))[0] == 200
-            await paper_broker_process.set_prices({s: "70" for s in symbols})  # -30% on 20% = -6%
+            for s in symbols:
+                status, body = await post(session, gw, symbol=s, qty=20)
+                assert status == 200, body
+            await paper_broker_process.set_prices({s: "70" for s in symbols})  # -30% on 18% = -5.4%
             await gw.gateway.pipeline.reconcile()
             assert gw.gateway.control.state is TradingState.REDUCE_ONLY
             assert "daily_loss" in gw.gateway.control.current.reason

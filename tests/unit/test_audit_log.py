@@ -138,7 +138,10 @@ async def test_cancelled_append_is_still_recorded(tmp_path):
     path = tmp_path / "audit.log"
     async with AuditLog(path) as log:
         task = asyncio.create_task(log.append("order.decision", {"i": 1}))
-        await asyncio.sleep(0)  # queued
+        # One loop iteration runs the new task up to its first await: the record is queued
+        # (append enqueues synchronously) and the task waits for the disk. Not a timing guess.
+        await asyncio.sleep(0)
+        assert not task.done()
         task.cancel()
         rec = await log.append("t", {"i": 2})
     assert rec.seq == 2
@@ -230,11 +233,13 @@ async def test_append_sync_from_another_process_keeps_one_chain(tmp_path):
             for _ in range(2)
         ]
         mine = []
+        deadline = asyncio.get_running_loop().time() + 60
         while any(p.returncode is None for p in procs) or len(mine) < 300:
+            assert asyncio.get_running_loop().time() < deadline, "the appenders never finished"
             mine += await asyncio.gather(
                 *(log.append("t", {"i": len(mine) + k}) for k in range(10))
             )
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # pacing, so the other processes get the lock between batches
         assert [await p.wait() for p in procs] == [0, 0]
         tail = await log.append("t", {"i": "tail"})
         # the CLI's appends are done; one more from "lockdown" while the log is open
@@ -307,7 +312,8 @@ async def test_write_failure_fails_pending_calls_hook_once_and_refuses_more(tmp_
 async def test_a_stuck_lock_holder_fails_the_log_within_the_timeout(tmp_path):
     path = tmp_path / "audit.log"
     failures: list[BaseException] = []
-    log = AuditLog(path, write_timeout_s=0.2, on_failure=failures.append)
+    # Long enough for an ordinary append on a loaded machine; the held lock outlasts it anyway.
+    log = AuditLog(path, write_timeout_s=1.0, on_failure=failures.append)
     await log.start()
     await log.append("t", {"i": 0})
     with open(path, "rb") as holder:  # a hung process sits on the lock
@@ -316,8 +322,11 @@ async def test_a_stuck_lock_holder_fails_the_log_within_the_timeout(tmp_path):
             await log.append("t", {"i": 1})
         assert len(failures) == 1 and log.broken
         await log.close()  # does not close the fd under the still-blocked worker thread
-    await asyncio.sleep(0.05)  # the late write lands; its caller was told it failed
-    result = verify_log(path)
+    # The lock is released: the late write lands (its caller was told it failed).
+    deadline = asyncio.get_running_loop().time() + 10
+    while (result := verify_log(path)).records < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the stalled write never landed"
+        await asyncio.sleep(0.01)
     assert result.ok and result.records == 2
 
 
@@ -458,10 +467,10 @@ async def test_checkpoint_interval_when_idle(tmp_path):
         checkpoint_interval_s=0.05,
     ) as log:
         await log.append("t", {})
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (cps.exists() and cps.read_bytes()):
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint while idle"
             await asyncio.sleep(0.01)
-            if cps.exists() and cps.read_bytes():
-                break
         assert [c.seq for c in iter_checkpoints(cps)] == [1]
 
 
@@ -475,3 +484,81 @@ async def test_start_refuses_a_log_truncated_below_its_last_checkpoint(tmp_path)
     path.write_bytes(b"".join(data.splitlines(keepends=True)[:3]))
     with pytest.raises(AuditCorrupt, match="truncated"):
         await AuditLog(path, checkpoint_key=key, checkpoint_path=cps).start()
+
+
+# --- misuse and the edges of the lifecycle ------------------------------------------------------
+
+
+def test_constructor_refuses_settings_that_cannot_work(tmp_path):
+    with pytest.raises(ValueError, match=r"^max_batch must be at least 1$"):
+        AuditLog(tmp_path / "a.log", max_batch=0)
+    key = load_or_create_checkpoint_key(tmp_path / "k.pem")
+    with pytest.raises(ValueError, match=r"^checkpoint_key and checkpoint_path go together$"):
+        AuditLog(tmp_path / "a.log", checkpoint_key=key)
+    with pytest.raises(ValueError, match=r"^checkpoint_key and checkpoint_path go together$"):
+        AuditLog(tmp_path / "a.log", checkpoint_path=tmp_path / "cps.jsonl")
+
+
+async def test_start_twice_and_close_before_start(tmp_path):
+    never = AuditLog(tmp_path / "never.log")
+    await never.close()  # nothing to release
+    with pytest.raises(AuditUnavailable):
+        await never.append("t", {})
+    async with AuditLog(tmp_path / "a.log") as log:
+        with pytest.raises(RuntimeError, match=r"^AuditLog.start\(\) called twice$"):
+            await log.start()
+
+
+async def test_checkpoint_needs_a_key_and_a_healthy_open_log(tmp_path):
+    async with AuditLog(tmp_path / "plain.log") as log:
+        with pytest.raises(RuntimeError, match=r"^no checkpoint key configured$"):
+            await log.checkpoint()
+    key = load_or_create_checkpoint_key(tmp_path / "k.pem")
+    log = AuditLog(tmp_path / "a.log", checkpoint_key=key, checkpoint_path=tmp_path / "cps.jsonl",
+                   sync=SyncSpy(fail_after=1))
+    with pytest.raises(AuditUnavailable, match=r"^audit log is not open$"):
+        await log.checkpoint()
+    await log.start()
+    await log.append("t", {"i": 1})
+    with pytest.raises(AuditUnavailable):
+        await log.append("t", {"i": 2})  # the disk fails: the log is broken from now on
+    with pytest.raises(AuditUnavailable):
+        await log.checkpoint()
+    await log.close()
+
+
+async def test_a_failing_on_failure_callback_does_not_unbreak_the_log(tmp_path):
+    def callback(exc):
+        raise RuntimeError("the alert could not be sent")
+
+    log = AuditLog(tmp_path / "a.log", on_failure=callback, sync=SyncSpy(fail_after=0))
+    await log.start()
+    with pytest.raises(AuditUnavailable):
+        await log.append("t", {"i": 1})
+    assert log.broken
+    with pytest.raises(AuditUnavailable):
+        await log.append("t", {"i": 2})
+    await log.close()
+
+
+def test_checkpoint_sync_of_a_missing_or_empty_log_signs_nothing(tmp_path):
+    from gateway.audit.log import checkpoint_sync
+
+    key = load_or_create_checkpoint_key(tmp_path / "k.pem")
+    cps = tmp_path / "cps.jsonl"
+    assert checkpoint_sync(tmp_path / "absent.log", cps, key) is None
+    (tmp_path / "empty.log").write_bytes(b"")
+    assert checkpoint_sync(tmp_path / "empty.log", cps, key) is None
+    assert not cps.exists()
+
+
+async def test_a_torn_line_left_by_another_process_is_repaired_on_the_next_write(tmp_path):
+    path = tmp_path / "audit.log"
+    async with AuditLog(path) as log:
+        await log.append("t", {"i": 1})
+        with open(path, "ab") as f:
+            f.write(b'{"data":{"i":')  # a CLI process died half-way through its append
+        rec = await log.append("t", {"i": 2})
+    types = [r.type for r in iter_records(path)]
+    assert types == ["t", REPAIR_TYPE, "t"] and rec.seq == 3
+    assert verify_log(path).ok

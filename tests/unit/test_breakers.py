@@ -149,3 +149,35 @@ def test_a_nonsense_equity_is_ignored(breakers):
 
 def test_a_loaded_policy_or_a_bare_policy_both_work(breakers):
     assert breakers.observe(account("94000", last_equity="100000"), POLICY.policy).code == "daily_loss_limit"
+
+
+def test_periods_are_utc_whatever_the_machines_time_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert period_keys(datetime(2026, 11, 18, 20, 0, tzinfo=timezone.utc))["day"] == "2026-11-18"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("equity, valid", [("0.5", True), ("0", False), ("-5", False), ("NaN", False), ("Infinity", False)])
+def test_a_persisted_start_equity_must_be_a_positive_number(equity, valid):
+    from gateway.control.breakers import PeriodStart
+
+    raw = {"key": "2026-11-18", "start_equity": equity, "started_at": WED.isoformat(), "tripped_at": None}
+    if valid:
+        assert PeriodStart.from_json(raw).equity == D(equity)
+    else:
+        with pytest.raises(ValueError, match=r"^start_equity must be a positive number$"):
+            PeriodStart.from_json(raw)
+
+
+def test_a_persisted_period_with_a_bad_equity_starts_over_and_says_so(tmp_path, clock):
+    path = tmp_path / "breakers.json"
+    bad = {"key": "2026-11-18", "start_equity": "-1", "started_at": WED.isoformat(), "tripped_at": None}
+    path.write_text(json.dumps({"version": 1, "periods": {"day": bad}}))
+    breakers = LossBreakers(path, now=clock)
+    assert breakers.load_error == "breakers.json is unreadable (start_equity must be a positive number); periods start again"

@@ -208,14 +208,30 @@ def test_block_after_repeated_failures_silences_failures_but_never_valid_keys(cr
     assert len(failures) == recorded + 1  # recorded again once the block has ended
 
 
-def test_failures_outside_window_do_not_block(creds, clock):
+def test_failures_outside_window_do_not_block(creds, clock, failures):
     c = creds.issue()
     for _ in range(9):
         refused(creds, c.key_id, "wrong")
-    clock.t = T0 + 61
+    clock.t = T0 + 60  # the first nine leave the 60 s window exactly now
     for _ in range(9):
         refused(creds, c.key_id, "wrong")
-    creds.authenticate(c.key_id, c.secret, "alpaca", IP)
+    assert not creds.is_blocked(IP)
+    assert not any("blocked" in why for _, _, why in failures)
+    refused(creds, c.key_id, "wrong")  # the tenth inside one window
+    assert creds.is_blocked(IP) and "blocked for 300 s after 10 failures within 60 s" in failures[-1][2]
+
+
+def test_failures_just_inside_the_window_add_up(creds, clock, failures):
+    c = creds.issue()
+    for _ in range(9):
+        refused(creds, c.key_id, "wrong")
+    clock.t = T0 + 59.999
+    refused(creds, c.key_id, "wrong")
+    assert creds.is_blocked(IP)
+    clock.t = T0 + 59.999 + 299.999
+    assert creds.is_blocked(IP)
+    clock.t = T0 + 59.999 + 300
+    assert not creds.is_blocked(IP)
 
 
 def test_block_is_configurable_and_counts_bad_signatures(home, clock):
@@ -357,3 +373,130 @@ def test_a_pruned_revoked_key_is_refused_once_and_never_counts_as_proven_use(hom
     with pytest.raises(Unauthorized):
         creds.verify_signed(c.key_id, "binance-futures", IP, _signer(c.secret))
     assert failures == ["credential revoked (secret pruned)"] and uses == []
+# --- the less travelled refusals (each one fails closed) ---------------------------------------
+
+
+def test_status_through_a_credentials_life(creds, clock):
+    active = creds.issue(label="a")
+    expiring = creds.issue(label="b", expires_in_s=10)
+    rotated = creds.issue(label="c")
+    new = creds.rotate(rotated.key_id, overlap_s=5)
+    gone = creds.issue(label="d")
+    creds.revoke(gone.key_id)
+    status = lambda: {d["label"]: d["status"] for d in creds.list() if d["key_id"] != new.key_id}
+    assert status() == {"a": "active", "b": "active", "c": "rotating", "d": "revoked"}
+    clock.t = T0 + 10
+    assert status() == {"a": "active", "b": "expired", "c": "retired", "d": "revoked"}
+    assert creds.describe(new.key_id)["rotated_from"] == rotated.key_id
+    with pytest.raises(CredentialError, match=r"^no credential 'GKNOPE'$"):
+        creds.describe("GKNOPE")
+    with pytest.raises(CredentialError, match="is revoked; issue a new one instead"):
+        creds.rotate(gone.key_id)
+
+
+@pytest.mark.parametrize(
+    "remote, allowed",
+    [
+        ("[2001:db8::1]", True),  # bracketed, as some proxies write it
+        ("2001:db8::1%eth0", True),  # with a zone id
+        ("::ffff:10.1.2.3", True),  # an IPv4 client on a dual-stack socket
+        ("10.2.0.1", False),
+        ("not an address", False),
+        (None, False),
+    ],
+)
+def test_allowlist_understands_the_forms_an_address_arrives_in(creds, failures, remote, allowed):
+    c = creds.issue(allowed_ips=["10.1.0.0/16", "2001:db8::1"])
+    if allowed:
+        assert creds.authenticate(c.key_id, c.secret, "alpaca", remote).key_id == c.key_id
+    else:
+        refused(creds, c.key_id, c.secret, remote=remote)
+        assert "not in the credential's allowlist" in failures[-1][2]
+
+
+def test_an_untrusted_key_id_reaches_the_audit_hook_printable_and_short(creds, failures):
+    refused(creds, "GK\x1b[31m" + "A" * 100, "secret")
+    key_id, _, why = failures[-1]
+    assert key_id == "GK?[31m" + "A" * 57 and len(key_id) == 64 and why == "unknown key id"
+    refused(creds, 12345, "secret")
+    assert failures[-1][0] == "" and failures[-1][2] == "missing key id"
+    c = creds.issue()
+    refused(creds, c.key_id, "")
+    assert failures[-1][2] == "missing secret"
+
+
+def test_a_failing_audit_hook_never_turns_a_refusal_into_an_error(home, clock):
+    def broken_hook(*_):
+        raise RuntimeError("audit down")
+
+    creds = BotCredentials(home, Vault.open(home), clock=clock, on_auth_failure=broken_hook)
+    c = creds.issue()
+    refused(creds, c.key_id, "wrong")
+
+
+def test_unblock_lifts_one_address_or_all(creds, failures):
+    c = creds.issue()
+    for remote in ("192.0.2.1", "192.0.2.2"):
+        for _ in range(10):
+            refused(creds, c.key_id, "wrong", remote=remote)
+    assert creds.is_blocked("192.0.2.1") and creds.is_blocked("192.0.2.2")
+    creds.unblock("192.0.2.1")
+    assert not creds.is_blocked("192.0.2.1") and creds.is_blocked("192.0.2.2")
+    creds.unblock()
+    assert not creds.is_blocked("192.0.2.2")
+
+
+def test_a_binance_secret_missing_from_the_key_store_is_refused(creds, failures):
+    c = creds.issue(dialects=("binance-futures",))
+    creds.vault.delete_many([f"client/{c.key_id}"])
+    with pytest.raises(Unauthorized):
+        creds.hmac_secret(c.key_id, "binance-futures", IP)
+    assert failures[-1][2] == "credential secret missing from the key store"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"label": "x" * 201}, "label must be text of at most 200 characters without control characters"),
+        ({"label": "bad\nlabel"}, "label must be text of at most 200 characters without control characters"),
+        ({"scopes": ()}, "scopes must be one of"),
+        ({"dialects": ()}, "dialects must be among"),
+        ({"asset_classes": []}, "asset_classes must be None (all) or non-empty"),
+        ({"allowed_ips": []}, "allowed_ips must be None (any address) or non-empty"),
+        ({"expires_in_s": "soon"}, "expires_in_s must be a number of seconds"),
+        ({"expires_in_s": -1}, "expires_in_s must be a finite, positive number of seconds"),
+    ],
+)
+def test_issue_refuses_each_bad_field_with_its_reason(creds, kwargs, message):
+    with pytest.raises(CredentialError) as info:
+        creds.issue(**kwargs)
+    assert str(info.value).startswith(message)
+    assert creds.list() == []
+
+
+def test_single_values_are_accepted_where_lists_are_expected(creds):
+    c = creds.issue(scopes="read_only", dialects="alpaca", asset_classes="crypto", allowed_ips="10.0.0.1")
+    d = creds.describe(c.key_id)
+    assert (d["scopes"], d["dialects"], d["asset_classes"], d["allowed_ips"]) == (
+        ["read_only"], ["alpaca"], ["crypto"], ["10.0.0.1/32"]
+    )
+    assert creds.asset_classes_of(c.key_id) == frozenset({AssetClass.CRYPTO})
+    assert creds.asset_classes_of("GKNOPE") == frozenset()
+    assert creds.scopes_of("GKNOPE") == frozenset()
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda raw: b"\xff\xfe not text",
+        lambda raw: b"[]",
+        lambda raw: json.dumps({k: v for k, v in json.loads(raw).items() if k != "mac"}).encode(),
+    ],
+)
+def test_a_credential_file_that_is_not_ours_refuses_every_bot(home, creds, failures, corrupt):
+    c = creds.issue()
+    home.clients.write_bytes(corrupt(home.clients.read_bytes()))
+    refused(creds, c.key_id, c.secret)
+    assert failures[-1][2] == "credential store failed its integrity check"
+    with pytest.raises(ClientStoreError, match="failed its integrity check"):
+        creds.list()

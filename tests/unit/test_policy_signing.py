@@ -278,3 +278,175 @@ def test_single_key_trust_allows_unreachable_loosen_threshold(keys):
         trust.threshold = 2  # frozen
     assert isinstance(trust.public_key(kid(keys["alice"])), Ed25519PublicKey)
     assert trust.public_key(kid(keys["carol"])) is None
+
+
+# --- each signature entry judged on its own (mutation-tested) ----------------------------------
+
+
+def _entry(policy_file: Path, key: Path, kind: str = "policy") -> dict:
+    """One key's signature entry over the file's current bytes, made as `policy sign` makes it."""
+    from gateway.policy.signing import load_private_key, sign_bytes
+
+    return sign_bytes(policy_file.read_bytes(), load_private_key(key), kind=kind)["signatures"][0]
+
+
+def test_a_key_with_one_good_and_one_bad_entry_is_not_a_signer(policy_file: Path, keys, trust: Trust):
+    sign_file(policy_file, keys["alice"])
+    doc = read_sig_file(policy_file)
+    doc["signatures"].append({"key_id": kid(keys["alice"]), "sig": base64.b64encode(b"\x01" * 64).decode()})
+    report = examine_signatures(policy_file.read_bytes(), doc, trust)
+    assert report.valid == frozenset() and report.bad == {kid(keys["alice"])}
+    assert report.sha256 == hashlib.sha256(policy_file.read_bytes()).hexdigest()
+
+
+def test_a_key_with_a_good_entry_and_one_of_another_kind_is_not_a_signer(policy_file: Path, keys, trust: Trust):
+    sign_file(policy_file, keys["alice"])
+    doc = read_sig_file(policy_file)
+    doc["signatures"].append(_entry(policy_file, keys["alice"], kind="trust"))
+    report = examine_signatures(policy_file.read_bytes(), doc, trust)
+    assert report.valid == frozenset() and report.wrong_kind == {kid(keys["alice"])} and report.bad == frozenset()
+
+
+def test_malformed_entries_are_named_by_position_and_the_rest_still_count(policy_file: Path, keys, trust: Trust):
+    alice, bob = kid(keys["alice"]), kid(keys["bob"])
+    good_bob = _entry(policy_file, keys["bob"])
+    doc = {
+        "sha256": hashlib.sha256(policy_file.read_bytes()).hexdigest(),
+        "signatures": [
+            "not an object",
+            {"key_id": alice, "sig": 12345},  # a trusted key id, but the signature is not text
+            {"key_id": "not a key id", "sig": good_bob["sig"]},
+            {"key_id": kid(keys["carol"]), "sig": good_bob["sig"]},  # untrusted: skipped, not fatal
+            {"key_id": alice, "sig": "!!! not base64 !!!"},
+            good_bob,
+        ],
+    }
+    report = examine_signatures(policy_file.read_bytes(), doc, trust)
+    assert report.bad == {"entry #1", "entry #2", "entry #3", alice}
+    assert report.untrusted == {kid(keys["carol"])}
+    assert report.valid == {bob}
+
+
+def test_a_signature_with_stray_characters_in_its_base64_is_bad(policy_file: Path, keys, trust: Trust):
+    """Lenient base64 would drop the junk and accept a signature nobody wrote in that form."""
+    entry = _entry(policy_file, keys["alice"])
+    entry["sig"] = "!" + entry["sig"]
+    doc = {"sha256": hashlib.sha256(policy_file.read_bytes()).hexdigest(), "signatures": [entry]}
+    report = examine_signatures(policy_file.read_bytes(), doc, trust)
+    assert report.valid == frozenset() and report.bad == {kid(keys["alice"])}
+
+
+def test_a_signature_list_that_is_not_a_list_is_unsigned(policy_file: Path, trust: Trust):
+    doc = {"sha256": hashlib.sha256(policy_file.read_bytes()).hexdigest(), "signatures": "alice"}
+    with pytest.raises(SignatureError) as info:
+        examine_signatures(policy_file.read_bytes(), doc, trust)
+    assert info.value.code == "unsigned" and info.value.message == str(info.value)
+    assert "not signed" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [("not json", "not JSON"), ("[1, 2]", "not a JSON object")],
+)
+def test_a_sig_file_that_is_not_a_signature_document_reads_as_unsigned(policy_file: Path, content, fragment):
+    sig_path_for(policy_file).write_text(content)
+    with pytest.raises(SignatureError) as info:
+        read_sig_file(policy_file)
+    assert info.value.code == "unsigned" and fragment in info.value.message
+    assert str(sig_path_for(policy_file)) in info.value.message
+
+
+def test_an_unreadable_sig_file_reads_as_unsigned(policy_file: Path):
+    sig_path_for(policy_file).mkdir()  # exists, cannot be read as a file
+    with pytest.raises(SignatureError) as info:
+        read_sig_file(policy_file)
+    assert info.value.code == "unsigned" and info.value.message.startswith(f"cannot read {sig_path_for(policy_file)}")
+
+
+def test_signing_over_a_corrupt_sig_file_says_how_to_recover(policy_file: Path, keys):
+    sig_path_for(policy_file).write_text("{")
+    with pytest.raises(SignatureError) as info:
+        sign_file(policy_file, keys["alice"])
+    assert info.value.code == "unsigned" and "remove it to start a fresh one" in info.value.message
+
+
+def test_public_keys_load_from_raw_bytes_text_and_files_with_exact_errors(tmp_path: Path, keys):
+    from gateway.policy.signing import public_key_b64, public_key_from_b64
+
+    pub = load_public_key(keys["alice"].with_suffix(".pub"))
+    text = public_key_b64(pub)
+    raw = base64.b64decode(text)
+    assert kid_of_key(load_public_key(raw)) == kid_of_key(pub)
+    assert kid_of_key(load_public_key(text)) == kid_of_key(pub)
+    with pytest.raises(KeyFileError, match=r"^an Ed25519 public key is 32 bytes, this one is 31$"):
+        load_public_key(raw[:31])
+    with pytest.raises(KeyFileError, match=r"^an Ed25519 public key is 32 bytes, this one is 33$"):
+        public_key_from_b64(base64.b64encode(raw + b"\x00").decode())
+    with pytest.raises(KeyFileError, match=r"^public key is not valid base64$"):
+        public_key_from_b64("!" + text)
+    with pytest.raises(KeyFileError, match=r"^an Ed25519 public key is exactly 32 bytes$"):
+        key_id_of(raw[:16])
+    missing = tmp_path / "missing.pub"
+    with pytest.raises(KeyFileError, match=rf"^cannot read public key {missing}: FileNotFoundError$"):
+        load_public_key(missing)
+    garbled = tmp_path / "garbled.pub"
+    garbled.write_text("!" + text)
+    with pytest.raises(KeyFileError, match=rf"^{garbled}: public key is not valid base64$"):
+        load_public_key(garbled)
+
+
+def kid_of_key(public_key) -> str:
+    return key_id_of(public_key)
+
+
+def test_key_files_refusals_name_the_path(tmp_path: Path):
+    with pytest.raises(KeyFileError, match=r"the private key file must not end in \.pub$"):
+        generate_keypair(tmp_path / "signer.pub")
+    missing = tmp_path / "absent.key"
+    with pytest.raises(KeyFileError, match=rf"^cannot read private key {missing}: No such file or directory$"):
+        load_private_key(missing)
+    junk = tmp_path / "junk.key"
+    junk.write_text("not a key")
+    junk.chmod(0o600)
+    with pytest.raises(KeyFileError, match=rf"^{junk} is not an unencrypted PEM private key$"):
+        load_private_key(junk)
+
+
+def test_an_unknown_signature_kind_is_refused(policy_file: Path, keys):
+    with pytest.raises(ValueError, match=r"^unknown signature kind 'other'$"):
+        sign_file(policy_file, keys["alice"], kind="other")
+
+
+def test_sig_file_format_is_two_space_json_with_a_final_newline(policy_file: Path, keys):
+    sign_file(policy_file, keys["alice"])
+    text = sig_path_for(policy_file).read_text()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=2) + "\n"
+
+
+def test_a_public_key_file_with_non_ascii_text_is_unreadable(tmp_path: Path):
+    path = tmp_path / "odd.pub"
+    path.write_text("clé publique\n", encoding="utf-8")
+    with pytest.raises(KeyFileError, match=rf"^cannot read public key {path}: UnicodeDecodeError$"):
+        load_public_key(path)
+
+
+def test_sign_bytes_signs_a_policy_unless_told_otherwise(policy_file: Path, keys, trust: Trust):
+    from gateway.policy.signing import sign_bytes
+
+    data = policy_file.read_bytes()
+    doc = sign_bytes(data, load_private_key(keys["alice"]))
+    assert verify_signatures(data, doc, trust) == {kid(keys["alice"])}
+
+
+def test_refusal_messages_are_exact(policy_file: Path, keys, trust: Trust):
+    with pytest.raises(SignatureError) as info:
+        verify_signatures(policy_file.read_bytes(), None, trust)
+    assert info.value.message == "the policy is not signed (no signature file or no signatures in it)"
+    sign_file(policy_file, keys["alice"])
+    with pytest.raises(SignatureError) as info:
+        verify_signatures(policy_file.read_bytes() + b"\n", read_sig_file(policy_file), trust)
+    assert info.value.message == (
+        "the policy's bytes do not match its signature file "
+        "(the file changed after it was signed; review the change and sign it again)"
+    )

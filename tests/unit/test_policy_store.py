@@ -529,3 +529,127 @@ def test_rotation_refused_when_the_active_policy_would_not_verify(env: Env):
     sign_file(env.home.active_policy, env.keys["bob"])  # bob co-signs the installed bytes
     assert rotate_trust(env.home, path).version == 2
     assert PolicyStore(env.home, now=lambda: NOW).load_active().signers == {env.kid("bob")}
+
+
+# --- trust rotation: each refusal says exactly what is wrong (mutation-tested) -----------------
+
+
+def test_rotation_refusals_name_the_file_and_the_problem_exactly(solo: Env):
+    before = solo.snapshot()
+    missing = solo.root / "absent-trust.json"
+    message = _trust_unchanged(solo, before, "invalid_trust", missing)
+    assert message == f"cannot read {missing}: No such file or directory"
+    new = Trust.load(solo.home.trust).successor(add={"bob": solo.keys["bob"].with_suffix(".pub")})
+    unsigned = _write_trust(solo, new)
+    message = _trust_unchanged(solo, before, "unsigned", unsigned)
+    assert message == f"{unsigned}: the trust document is not signed (no signature file or no signatures in it)"
+    forged = _write_trust(solo, new, "alice", "bob")
+    doc = read_sig_file(forged)
+    for entry in doc["signatures"]:
+        if entry["key_id"] == solo.kid("alice"):
+            entry["sig"] = base64.b64encode(b"\x02" * 64).decode()
+    sig_path_for(forged).write_text(json.dumps(doc))
+    message = _trust_unchanged(solo, before, "unknown_signer", forged)
+    assert message == f"{forged}: signature(s) that do not verify: alice ({solo.kid('alice')}); refusing"
+    as_policy = _write_trust(solo, new, "alice", "bob", kind="policy")
+    message = _trust_unchanged(solo, before, "unknown_signer", as_policy)
+    assert message == (
+        f"{as_policy}: signature(s) by alice ({solo.kid('alice')}) were made as policy signatures; "
+        "sign a trust document as kind 'trust'"
+    )
+
+
+def test_rotation_refusal_counts_name_the_signers_it_found(solo: Env):
+    new = Trust.load(solo.home.trust).successor(
+        add={"bob": solo.keys["bob"].with_suffix(".pub")}, remove=[solo.kid("alice")]
+    )
+    message = _trust_unchanged(solo, solo.snapshot(), "not_enough_signers", _write_trust(solo, new, "alice"))
+    assert message == (
+        "the new trust document needs 1 distinct signer(s) among its OWN keys (proving they are held); "
+        "it has 0: none"
+    )
+    widened = Trust.load(solo.home.trust).successor(add={"bob": solo.keys["bob"].with_suffix(".pub")})
+    message = _trust_unchanged(solo, solo.snapshot(), "not_enough_signers", _write_trust(solo, widened, "bob"))
+    assert message.startswith("the new trust document needs 1 distinct signer(s) of the CURRENT trust (it adds a signer")
+    assert message.endswith("it has 0: none")
+
+
+def test_rotation_keeps_the_old_trust_and_its_signatures_in_the_history(solo: Env):
+    old_bytes = solo.home.trust.read_bytes()
+    old_sig = sig_path_for(solo.home.trust)
+    old_sig_bytes = old_sig.read_bytes() if old_sig.exists() else None
+    new = Trust.load(solo.home.trust).successor(add={"bob": solo.keys["bob"].with_suffix(".pub")})
+    rotate_trust(solo.home, _write_trust(solo, new, "alice", "bob"), confirmed_key_ids=[solo.kid("bob")])
+    history = solo.home.policy_history / "trust-v1.json"
+    assert history.read_bytes() == old_bytes
+    if old_sig_bytes is not None:
+        assert sig_path_for(history).read_bytes() == old_sig_bytes
+
+
+def test_successor_changes_only_what_it_is_asked_to(solo: Env):
+    current = Trust.load(solo.home.trust)
+    with pytest.raises(TrustError) as info:
+        current.successor(remove=["0123456789abcdef", "fedcba9876543210"])
+    assert info.value.code == "invalid_trust"
+    assert info.value.message == "cannot remove keys that are not trusted: 0123456789abcdef, fedcba9876543210"
+    two = current.successor(add={"bob": solo.keys["bob"].with_suffix(".pub")}, threshold=2, loosen_threshold=2)
+    assert (two.version, two.threshold, two.loosen_threshold) == (current.version + 1, 2, 2)
+    same = two.successor()
+    assert (same.threshold, same.loosen_threshold, set(same.keys)) == (2, 2, set(two.keys))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1}', "t.json: invalid trust file: keys: not set"),
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1, "keys": {}, "extra": 1}',
+         "t.json: invalid trust file: extra: unknown field"),
+        (b'{"version": 1, "threshold": 1, "loosen_threshold": 1, "keys": {}}',
+         "t.json: invalid trust file: keys: at least one trusted key is needed"),
+        (b'{"version": 0, "threshold": 1, "loosen_threshold": 1, "keys": {"abc": {}}}',
+         "t.json: invalid trust file: version: Input should be greater than or equal to 1; "
+         "keys.abc.public_key: not set; keys.abc.name: not set"),
+    ],
+)
+def test_an_invalid_trust_document_is_explained_field_by_field(data, message):
+    with pytest.raises(TrustError) as info:
+        Trust.parse(data, source="t.json")
+    assert (info.value.code, info.value.message) == ("invalid_trust", message)
+
+
+def test_a_missing_or_unreadable_trust_file_means_no_policy_is_trusted(tmp_path: Path, solo: Env):
+    missing = tmp_path / "trust.json"
+    with pytest.raises(TrustError) as info:
+        Trust.load(missing)
+    assert (info.value.code, info.value.message) == (
+        "trust_unavailable", f"no trust file at {missing}; the gateway trusts no policy signer"
+    )
+    missing.mkdir()
+    with pytest.raises(TrustError) as info:
+        Trust.load(missing)
+    assert (info.value.code, info.value.message) == ("trust_unavailable", f"cannot read trust file {missing}: Is a directory")
+    solo.home.trust.write_bytes(b"{}")
+    with pytest.raises(PolicyRefused) as refused:
+        solo.store.trust()
+    # Any trust problem, even an invalid document, means no policy can be trusted.
+    assert refused.value.code == "trust_unavailable"
+    assert refused.value.message.startswith(f"{solo.home.trust}: invalid trust file: ")
+    assert str(refused.value) == refused.value.message
+    solo.home.trust.unlink()
+    with pytest.raises(PolicyRefused) as refused:
+        solo.store.trust()
+    assert (refused.value.code, refused.value.message) == (
+        "trust_unavailable", f"no trust file at {solo.home.trust}; the gateway trusts no policy signer"
+    )
+
+
+def test_a_trust_file_is_two_space_json_and_names_keys_by_their_name(solo: Env):
+    trust = Trust.load(solo.home.trust)
+    text = trust.to_bytes().decode()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert Trust.parse(trust.to_bytes()) == trust
+    alice = solo.kid("alice")
+    assert trust.name_of(alice) == f"alice ({alice})"
+    assert trust.name_of("0123456789abcdef") == "0123456789abcdef"
+    unnamed = Trust.build([("", solo.keys["alice"].with_suffix(".pub"))])
+    assert unnamed.name_of(alice) == alice

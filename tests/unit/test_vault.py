@@ -237,3 +237,116 @@ def test_bad_names_refused(vault):
         vault.put("a|v1", b"x")
     with pytest.raises(ValueError):
         vault.put("", b"x")
+
+
+# --- master-key files that must not be trusted ------------------------------------------------
+
+
+def _replace_master_key(home: Home, make) -> None:
+    home.master_key.unlink()
+    make(home.master_key)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_master_key_file_of_another_owner_is_refused(home):
+    os.chown(home.master_key, 4321, -1)
+    with pytest.raises(MasterKeyError) as info:
+        load_master_key(home)
+    assert str(info.value) == (
+        f"{home.master_key} is owned by uid 4321, not by this user (uid {os.getuid()}); "
+        "run the gateway as the owner of its home, or chown the file"
+    )
+    with pytest.raises(MasterKeyError):
+        Vault.open(home)
+
+
+def test_master_key_path_that_is_a_directory_is_refused(home):
+    _replace_master_key(home, lambda p: p.mkdir(mode=0o700))
+    with pytest.raises(MasterKeyError, match=r"is not a regular file$"):
+        load_master_key(home)
+
+
+def test_master_key_path_that_is_a_symlink_is_refused(home, tmp_path):
+    real = tmp_path / "elsewhere.key"
+    real.write_bytes(home.master_key.read_bytes())
+    real.chmod(0o600)
+    _replace_master_key(home, lambda p: p.symlink_to(real))
+    with pytest.raises(MasterKeyError, match=r"^cannot open master key file .*: Too many levels of symbolic links$"):
+        load_master_key(home)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"A" * 5000, "is too large to be a master key file"),
+        ("é".encode() * 10, "is not a base64 text file"),
+        (b"not base64 at all!\n", "is not valid base64"),
+        (base64.b64encode(b"k" * 31) + b"\n", "decodes to 31 bytes; a master key is exactly 32 bytes"),
+    ],
+)
+def test_master_key_file_with_wrong_content_is_refused_without_quoting_it(home, content, message):
+    home.master_key.write_bytes(content)
+    home.master_key.chmod(0o600)
+    with pytest.raises(MasterKeyError) as info:
+        load_master_key(home)
+    assert message in str(info.value) and str(home.master_key) in str(info.value)
+    assert content.decode("latin-1").strip()[:16] not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o610, 0o601])
+def test_any_group_or_other_bit_on_the_master_key_is_refused(home, mode):
+    home.master_key.chmod(mode)
+    with pytest.raises(MasterKeyError, match=f"has mode {mode:o}"):
+        load_master_key(home)
+
+
+# --- key store edges ----------------------------------------------------------------------------
+
+
+def test_a_missing_or_vanished_key_store_is_refused_by_name(home, vault):
+    vault.put("a", b"secret-a")
+    home.keystore.unlink()
+    with pytest.raises(VaultError, match=rf"^key store {home.keystore} has disappeared$"):
+        vault.get("a")
+    with pytest.raises(VaultError, match=rf"^no key store at {home.keystore} \(create a home with `gatewayctl init`\)$"):
+        Vault.open(home)
+
+
+def test_a_key_store_path_that_cannot_be_read_is_refused(home, vault):
+    home.keystore.unlink()
+    home.keystore.mkdir()
+    with pytest.raises(VaultError, match=rf"^cannot read key store {home.keystore}: Is a directory$"):
+        Vault.open(home)
+
+
+def test_a_master_key_of_the_wrong_length_is_refused(home, tmp_path):
+    other = Home.at(tmp_path / "other")
+    other.root.mkdir()
+    with pytest.raises(MasterKeyError, match="a master key must be 32 bytes"):
+        Vault.create(other, b"short")
+    with pytest.raises(MasterKeyError, match="a master key must be 32 bytes"):
+        encode_master_key(b"k" * 31)
+
+
+def test_membership_names_and_secret_types(vault):
+    vault.put("a", b"1")
+    assert "a" in vault and "b" not in vault and vault.names() == ["a"]
+    with pytest.raises(TypeError, match="secret must be bytes"):
+        vault.put("b", "text")  # type: ignore[arg-type]
+    assert "b" not in vault
+
+
+def test_subkeys_are_distinct_per_purpose_and_stable(home, vault):
+    a, b = vault.subkey("clients.json"), vault.subkey("other")
+    assert len(a) == len(b) == 32 and a != b
+    assert Vault.open(home).subkey("clients.json") == a
+    with pytest.raises(ValueError, match="purpose must be non-empty"):
+        vault.subkey("")
+
+
+def test_open_or_create_makes_one_store_and_then_opens_it(home):
+    from gateway.keys.vault import open_or_create
+
+    first = open_or_create(home)
+    first.put("x", b"1")
+    assert open_or_create(home).get("x") == b"1"

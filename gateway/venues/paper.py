@@ -33,8 +33,9 @@ from ..model import (
     VenueEvent,
     utcnow,
 )
-from ..ports import Watchlist
+from ..ports import STREAM_FEEDS, MarketFeed, TickSink, Watchlist
 from .base import TradingRules, Venue, VenueCapabilities
+from .paper_data_stream import PaperFeed
 from .paper_engine import PaperEngine
 from .paper_market import DEFAULT_PAPER_RULES, PAPER_CONFIGURATIONS, PAPER_RULES, PaperMarketData
 from .paper_prices import PricePath
@@ -101,6 +102,7 @@ class PaperVenue(PaperMarketData, Venue):
         self._walker: asyncio.Task | None = None
         self._configurations: dict[str, Any] = dict(PAPER_CONFIGURATIONS)
         self._watchlists: dict[str, Watchlist] = {}
+        self._feeds: set[PaperFeed] = set()  # market data streams (paper_data_stream)
 
     def _on_engine_event(self, event: VenueEvent) -> None:
         self._publish(event)
@@ -122,6 +124,7 @@ class PaperVenue(PaperMarketData, Venue):
     async def set_prices(self, prices: Mapping[str, object]) -> None:
         self.engine.set_prices(prices)
         self._pinned.update(prices)
+        self._marks_moved(prices)
 
     async def _walk(self) -> None:
         since = utcnow()
@@ -137,6 +140,18 @@ class PaperVenue(PaperMarketData, Venue):
             changed = {s: m for s, m in moved.items() if m != self.engine.marks().get(s)}
             if changed:
                 self.engine.set_prices(changed)  # fills and triggers whatever the new prices reach
+                self._marks_moved(changed)
+
+    async def open_feed(self, feed: str, sink: TickSink) -> MarketFeed:
+        if feed not in STREAM_FEEDS:
+            return await super().open_feed(feed, sink)
+        opened = PaperFeed(self, feed, sink, self._feeds.discard)
+        self._feeds.add(opened)
+        return opened
+
+    def _marks_moved(self, symbols) -> None:
+        for feed in list(self._feeds):
+            feed.marks_moved(symbols)
 
     async def get_account(self) -> Account:
         return self.engine.get_account()

@@ -4,6 +4,8 @@ and with ``--venue alpaca`` in front of the standalone paper broker process."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import contextlib
 from decimal import Decimal
@@ -110,18 +112,34 @@ def broker_mover(broker, symbol: str, base: Decimal):
     return move
 
 
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_trades', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_quotes', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_bars', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_updated_bars', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_daily_bars', 'works')
 async def test_stock_data_stream_on_the_embedded_venue(paper_gateway):
     await stock_stream_receives_everything(paper_gateway, embedded_mover(paper_gateway, "AAPL", Decimal(190)))
 
 
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_trades', 'works')
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_quotes', 'works')
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_bars', 'works')
 async def test_crypto_data_stream_on_the_embedded_venue(paper_gateway):
     await crypto_stream_receives_trades_and_quotes(paper_gateway, embedded_mover(paper_gateway, "BTC/USD", Decimal(60000)))
 
 
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_trades', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_quotes', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_bars', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_updated_bars', 'works')
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_daily_bars', 'works')
 async def test_stock_data_stream_through_the_alpaca_venue_to_the_paper_broker(upstream_gateway, paper_broker_process):
     await stock_stream_receives_everything(upstream_gateway, broker_mover(paper_broker_process, "AAPL", Decimal(190)))
 
 
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_trades', 'works')
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_quotes', 'works')
+@pytest.mark.compat('alpaca-py CryptoDataStream', 'subscribe_bars', 'works')
 async def test_crypto_data_stream_through_the_alpaca_venue_to_the_paper_broker(upstream_gateway, paper_broker_process):
     await crypto_stream_receives_trades_and_quotes(
         upstream_gateway, broker_mover(paper_broker_process, "BTC/USD", Decimal(60000))
@@ -172,6 +190,7 @@ async def test_subscribing_before_authenticating_is_401(paper_gateway):
         assert await receive(ws) == [{"T": "error", "code": 401, "msg": "not authenticated"}]
 
 
+@pytest.mark.compat('alpaca-py StockDataStream', 'subscribe_trading_statuses', 'not served', why="no venue here carries trading statuses: Alpaca's 410 invalid subscribe action for this feed")
 async def test_invalid_syntax_unknown_actions_and_channels(paper_gateway):
     async with connected(paper_gateway) as ws:
         await ws.send_str("{not json")

@@ -11,6 +11,7 @@ are RFC 3339 strings in JSON and msgpack Timestamps in msgpack (alpaca-py calls
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,7 @@ INTERNAL_ERROR = (500, "internal error")
 _TYPE_OF_CHANNEL = {"trades": "t", "quotes": "q", "bars": "b", "updatedBars": "u", "dailyBars": "d"}
 _CHANNEL_OF_TYPE = {v: k for k, v in _TYPE_OF_CHANNEL.items()}
 MAX_SYMBOL_LENGTH = 64
+_FRACTION = re.compile(r"\.(\d+)")
 
 # The channels each kind of feed lists in its subscription message (Alpaca lists them all,
 # empty or not). Channels we do not carry are refused with INVALID_ACTION when asked for.
@@ -79,7 +81,8 @@ def subscription(asset_class: AssetClass, subs: dict[str, set[str]]) -> dict:
 def encode(messages: list[dict], msgpack_wanted: bool) -> bytes | str:
     if msgpack_wanted:
         return msgpack.packb(messages, datetime=True, default=_msgpack_default)
-    return orjson.dumps(messages, default=_json_default).decode()
+    # RFC 3339 with a Z, as Alpaca writes its times.
+    return orjson.dumps(messages, default=_json_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
 
 
 def _msgpack_default(value: object) -> object:
@@ -200,10 +203,7 @@ def _parse_time(value: object) -> datetime:
     if isinstance(value, msgpack.Timestamp):
         return value.to_datetime()
     if isinstance(value, str):
-        text = value.replace("Z", "+00:00")
-        head, dot, frac = text.partition(".")
-        if dot:  # nanoseconds: keep microseconds (datetime's precision)
-            digits = "".join(ch for ch in frac if ch.isdigit())
-            text = f"{head}.{digits[:6].ljust(6, '0')}{frac[len(digits):]}"
-        return datetime.fromisoformat(text)
+        # Alpaca writes nanoseconds; datetime keeps microseconds.
+        text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.replace("Z", "+00:00"), count=1)
+        return _time(datetime.fromisoformat(text))
     raise ValueError("not a timestamp")

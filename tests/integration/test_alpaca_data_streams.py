@@ -272,3 +272,19 @@ async def test_one_upstream_feed_fans_out_to_each_bots_own_subscriptions(paper_g
         await venue.set_prices({"AAPL": Decimal("192"), "MSFT": Decimal("410")})
         assert [m["S"] for m in await receive(one)] == ["AAPL"]
         assert [m["S"] for m in await receive(two)] == ["MSFT"]
+
+
+async def test_no_auth_within_the_timeout_is_404_auth_timeout(paper_gateway, monkeypatch):
+    monkeypatch.setattr(alpaca_data_stream, "AUTH_TIMEOUT_S", 0.3)
+    async with connected(paper_gateway, authenticate=False) as ws:
+        assert await receive(ws) == [{"T": "error", "code": 404, "msg": "auth timeout"}]
+        assert (await asyncio.wait_for(ws.receive(), 5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_every_feed_path_is_served_and_others_are_not(paper_gateway):
+    for path in ("/v2/iex", "/v2/sip", "/v2/test", "/v1beta3/crypto/us", "/v1beta1/indicative", "/v1beta1/opra"):
+        async with connected(paper_gateway, path):
+            pass
+    async with aiohttp.ClientSession(headers=paper_gateway.headers) as session:
+        async with session.get(f"{paper_gateway.url}/v1beta3/crypto/eu") as response:
+            assert response.status == 404

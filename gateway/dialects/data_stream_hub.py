@@ -53,10 +53,18 @@ class FeedHub:
         return True
 
     async def leave(self, feed: str, session: FeedSession) -> None:
+        """Remove a session; the last one to leave a feed closes it (no idle upstream connection)."""
         self.sessions.get(feed, set()).discard(session)
-        if session.subscriptions:
-            session.subscriptions = {}
+        session.subscriptions = {}
+        if self.sessions.get(feed):
             await self.resubscribe(feed)
+            return
+        async with self._lock:
+            if self.sessions.get(feed):  # someone joined while we waited: keep the feed
+                return
+            upstream = self.feeds.pop(feed, None)
+        if upstream is not None:
+            await upstream.close()
 
     async def resubscribe(self, feed: str) -> None:
         """Bring the upstream subscription to the union of the sessions' (opening the feed first

@@ -19,7 +19,7 @@ from alpaca.data.live.stock import StockDataStream
 from gateway.dialects import alpaca_data_stream
 from gateway.dialects import data_stream_hub
 
-from .support import RunningGateway
+from .support import RunningGateway, start_gateway, store_broker_key, wait_for
 
 
 def ws_base(gateway: RunningGateway) -> str:
@@ -288,3 +288,42 @@ async def test_every_feed_path_is_served_and_others_are_not(paper_gateway):
     async with aiohttp.ClientSession(headers=paper_gateway.headers) as session:
         async with session.get(f"{paper_gateway.url}/v1beta3/crypto/eu") as response:
             assert response.status == 404
+
+
+async def test_the_alpaca_venue_keeps_one_upstream_connection_for_every_bot(gateway_home, paper_broker):
+    """Two bots on one feed: one connection to the broker (with the broker key), each bot hears
+    only its own symbols."""
+    await paper_broker.venue.set_prices({"AAPL": Decimal(190), "MSFT": Decimal(410)})
+    store_broker_key(gateway_home, paper_broker.key_id, paper_broker.secret)
+    gateway = await start_gateway(gateway_home, venue="alpaca", upstream_url=paper_broker.url)
+    try:
+        async with connected(gateway) as one, connected(gateway) as two:
+            await send(one, {"action": "subscribe", "trades": ["AAPL"]})
+            await receive(one)
+            await send(two, {"action": "subscribe", "trades": ["MSFT"]})
+            await receive(two)
+            heard: dict[str, set[str]] = {"one": set(), "two": set()}
+            deadline = asyncio.get_running_loop().time() + 10
+            step = 0
+            while not (heard["one"] and heard["two"]):  # the upstream subscribes in the background
+                assert asyncio.get_running_loop().time() < deadline, heard
+                step += 1
+                await paper_broker.venue.set_prices({"AAPL": Decimal(190 + step), "MSFT": Decimal(410 + step)})
+                for name, ws in (("one", one), ("two", two)):
+                    with contextlib.suppress(TimeoutError):
+                        msg = await asyncio.wait_for(ws.receive(), 0.2)
+                        heard[name].update(m["S"] for m in orjson.loads(msg.data))
+            assert heard == {"one": {"AAPL"}, "two": {"MSFT"}}
+            assert len(paper_broker.venue._feeds) == 1  # one upstream connection for both bots
+    finally:
+        await gateway.gateway.stop()
+    await wait_for(lambda: not paper_broker.venue._feeds)  # the broker closes a feed nobody reads
+
+
+async def test_the_last_bot_to_leave_closes_the_feed(paper_gateway):
+    venue = paper_gateway.gateway.venue
+    async with connected(paper_gateway) as ws:
+        await send(ws, {"action": "subscribe", "quotes": ["AAPL"]})
+        await receive(ws)
+        assert len(venue._feeds) == 1
+    await wait_for(lambda: not venue._feeds)

@@ -42,7 +42,7 @@ class _Collector:
 
 def collect() -> list[dict]:
     collector = _Collector()
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")], plugins=[collector])
+    code = pytest.main(["--collect-only", "-qq", "-p", "no:cacheprovider", "-p", "no:warnings", str(ROOT / "tests")], plugins=[collector])
     if code != 0:
         raise SystemExit(f"collecting the tests failed (pytest exit {code})")
     return collector.rows

@@ -11,6 +11,8 @@ TradingClient that no test names are listed as "not covered", so a gap shows in 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -42,8 +44,11 @@ class _Collector:
 
 def collect() -> list[dict]:
     collector = _Collector()
-    code = pytest.main(["--collect-only", "-qq", "-p", "no:cacheprovider", "-p", "no:warnings", str(ROOT / "tests")], plugins=[collector])
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):  # pytest's listing of what it collected
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")], plugins=[collector])
     if code != 0:
+        print(output.getvalue(), file=sys.stderr)
         raise SystemExit(f"collecting the tests failed (pytest exit {code})")
     return collector.rows
 

@@ -14,6 +14,7 @@ import aiohttp
 import msgpack
 import orjson
 from alpaca.data.live.crypto import CryptoDataStream
+from alpaca.data.live.option import OptionDataStream
 from alpaca.data.live.stock import StockDataStream
 
 from gateway.dialects import alpaca_data_stream
@@ -144,6 +145,22 @@ async def test_crypto_data_stream_through_the_alpaca_venue_to_the_paper_broker(u
     await crypto_stream_receives_trades_and_quotes(
         upstream_gateway, broker_mover(paper_broker_process, "BTC/USD", Decimal(60000))
     )
+
+
+OPTION = "AAPL261218C00190000"
+
+
+@pytest.mark.compat("alpaca-py OptionDataStream", "subscribe_trades", "works")
+@pytest.mark.compat("alpaca-py OptionDataStream", "subscribe_quotes", "works")
+async def test_option_data_stream_on_the_embedded_venue(paper_gateway):
+    stream = OptionDataStream(paper_gateway.key_id, paper_gateway.secret, url_override=f"{ws_base(paper_gateway)}/v1beta1/indicative")
+    queue: asyncio.Queue = asyncio.Queue()
+    stream.subscribe_trades(collector(queue, "trade"), OPTION)
+    stream.subscribe_quotes(collector(queue, "quote"), OPTION)
+    async with running(stream):
+        got = await until_received(queue, embedded_mover(paper_gateway, OPTION, Decimal("12.5")), 2)
+    assert {kind for kind, _ in got} == {"trade", "quote"}
+    assert all(item.symbol == OPTION for _, item in got)
 
 
 # -- the protocol, over a bare websocket (JSON, the default) ---------------------------------

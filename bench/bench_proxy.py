@@ -33,6 +33,9 @@ from gateway.paper_broker import build_paper_broker_app  # noqa: E402
 from gateway.server import Gateway, ServeOptions  # noqa: E402
 from gateway.venues.paper import PaperVenue  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_budget import plain_policy  # noqa: E402  (every rail on but stop, duplicate and rate)
+
 ORDERS = 400
 KEY, SECRET = "PKBENCH0000000000001", "bench-secret"
 BODY = {"symbol": "AAPL", "qty": 0.001, "side": "buy", "type": "market", "time_in_force": "day"}
@@ -103,7 +106,7 @@ async def main() -> None:
         proxy_runner, proxy_url = await serve(bare_proxy(await fresh_broker(runners)))
         runners.append(proxy_runner)
         results["bare"] = await measure(proxy_url, broker_headers)
-        init = init_home(workdir / "home")
+        init = init_home(workdir / "home", policy_text=plain_policy())
         BrokerKeys(Vault.open(Home.at(init.home))).set("alpaca", KEY, SECRET)
         broker_url = await fresh_broker(runners)
         gateway = Gateway(Home.at(init.home), ServeOptions(venue="alpaca", upstream_url=broker_url, port=0))
@@ -129,4 +132,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if "--smoke" in sys.argv[1:]:  # CI: a few orders per path, so the benchmark cannot rot
+        ORDERS = 20
     asyncio.run(main())

@@ -44,7 +44,7 @@ from decimal import Decimal
 from aiohttp import web
 
 from .dialects import alpaca as dialect
-from .dialects import alpaca_data, alpaca_stream, binance_user_stream
+from .dialects import alpaca_data, alpaca_data_stream, alpaca_stream, binance_user_stream
 from .dialects import binance_futures as binance
 from .errors import InvalidRequest, Unauthorized
 from .model import Caller
@@ -120,6 +120,7 @@ def build_paper_broker_app(
     app.add_subapp("/v2", dialect.alpaca_app(backend, auth))  # trading and the stock data API
     alpaca_data.mount_data(app, backend, auth)  # crypto and options data
     app.router.add_get("/stream", alpaca_stream.trade_updates_handler(backend, auth))
+    alpaca_data_stream.mount_data_streams(app, backend, auth)  # market data websockets
     app.router.add_get("/health", health)
     app.router.add_post("/_paper/prices", set_prices)
     app.router.add_get("/_paper/stats", alpaca_stats)

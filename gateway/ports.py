@@ -162,6 +162,53 @@ class MarketData(_Refuses):
         raise self._not_served("open interest")
 
 
+# -- market data streams ------------------------------------------------------------------
+# Feeds by name (Alpaca's paths: stocks "v2/iex", "v2/sip", "v2/test"; "v1beta3/crypto/us";
+# options "v1beta1/indicative", "v1beta1/opra") and the asset class each carries.
+STREAM_FEEDS: Mapping[str, AssetClass] = {
+    "v2/iex": AssetClass.US_EQUITY,
+    "v2/sip": AssetClass.US_EQUITY,
+    "v2/test": AssetClass.US_EQUITY,
+    "v1beta3/crypto/us": AssetClass.CRYPTO,
+    "v1beta1/indicative": AssetClass.US_OPTION,
+    "v1beta1/opra": AssetClass.US_OPTION,
+}
+# Channels a feed carries: trades, quotes and minute bars (bars), the current minute's bar as it
+# changes (updatedBars) and the day's bar (dailyBars).
+STREAM_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTick:
+    """One market data message: ``item`` for ``symbol`` on ``channel`` (one of STREAM_CHANNELS)."""
+
+    channel: str
+    symbol: str
+    item: Trade | Quote | Bar
+
+
+TickSink = Callable[[MarketTick], None]
+
+
+class MarketFeed(ABC):
+    """One upstream connection to a feed, shared by every bot on it (the dialect fans out)."""
+
+    @abstractmethod
+    async def update(self, subscriptions: Mapping[str, frozenset[str]]) -> None:
+        """Make the upstream subscription exactly ``subscriptions`` (channel -> symbols, "*" for all)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class MarketStreams(_Refuses):
+    """Live market data. ``open_feed`` connects once; ticks go to ``sink`` (synchronously, on
+    the event loop; it must not block) until the feed is closed."""
+
+    async def open_feed(self, feed: str, sink: TickSink) -> MarketFeed:
+        raise self._not_served(f"the {feed} market data stream")
+
+
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution of one of the account's orders (Binance userTrades)."""
@@ -281,7 +328,7 @@ class AccountReads(_Refuses):
         raise self._not_served("commission rates")
 
 
-class Venue(MarketData, AccountReads, ABC):
+class Venue(MarketData, AccountReads, MarketStreams, ABC):
     """One upstream trading account."""
 
     name: str = "venue"
@@ -539,6 +586,10 @@ class Backend(ABC):
                 scopes=getattr(self, "scopes", None),
             )
         return service
+
+    def market_streams(self) -> MarketStreams:
+        """The live market data feeds the dialects fan out to bots (the venue's)."""
+        return self._the_venue()
 
     def _the_venue(self) -> Venue:
         venue = getattr(self, "venue", None)

@@ -30,6 +30,7 @@ from .config import ConfigError, load_config
 from .control.breakers import LossBreakers
 from .control.state import TradingControl
 from .dialects.alpaca import mount_alpaca
+from .dialects.alpaca_data_stream import mount_data_streams
 from .home import Home, loose_permissions
 from .listener import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedTCPSite, connection_cap, guarded_runner
 from .log_rate import limit_log_rate
@@ -320,6 +321,7 @@ class Gateway:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/health", self._health)
         mount_alpaca(app, self.pipeline, self.clients)
+        mount_data_streams(app, self.pipeline, self.clients)  # Alpaca's market data websockets
         from .dialects.binance_futures import mount_binance_futures  # /fapi and /sapi
 
         self.binance = mount_binance_futures(app, self.pipeline, self.clients)

@@ -82,3 +82,19 @@ async def paper_broker() -> AsyncIterator[RunningPaperBroker]:
         yield RunningPaperBroker(f"http://127.0.0.1:{port}", port, PAPER_KEY_ID, PAPER_SECRET, venue)
     finally:
         await runner.cleanup()
+
+
+# -- the compatibility matrix's marker (tests/compat.py, scripts/compat-matrix.py) -------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.compat import MARKER_HELP
+
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.compat import rows_of
+
+    for item in items:
+        rows_of(item)  # a malformed compat marker fails collection

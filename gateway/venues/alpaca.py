@@ -57,9 +57,10 @@ from ..model import (
 )
 from ..numbers import MAX_PRICE, fmt, parse_decimal
 from ..market import DataKind, OrderBook, Page, SeriesQuery, Snapshot
-from ..ports import CalendarDay, Watchlist
+from ..ports import STREAM_FEEDS, CalendarDay, MarketFeed, TickSink, Watchlist
 from ..wire import alpaca as wire
 from ..wire import alpaca_data as data_wire
+from . import alpaca_data_stream
 from .alpaca_stream import AlpacaTradeStream, stream_url
 from .base import Venue, VenueCapabilities
 
@@ -114,6 +115,7 @@ class AlpacaVenue(Venue):
         data_url: str | None = None,
         timeout_s: float = 10,
         stream: bool = True,
+        market_stream_url: str | None = None,
     ):
         """``stream``: listen to the upstream's trade_updates (``/stream``) from ``start`` on
         and publish them as venue events."""
@@ -124,6 +126,8 @@ class AlpacaVenue(Venue):
         self._session: aiohttp.ClientSession | None = None
         self.capabilities = alpaca_capabilities(self.base_url, stream)
         self.stream = AlpacaTradeStream(stream_url(self.base_url), credentials, self._publish) if stream else None
+        # Market data streams (alpaca_data_stream): Alpaca's stream host, or the paper broker's.
+        self.market_stream_url = (market_stream_url or alpaca_data_stream.market_stream_url(self.data_url)).rstrip("/")
 
     def __repr__(self) -> str:
         return f"AlpacaVenue(base_url={self.base_url!r}, data_url={self.data_url!r})"
@@ -135,6 +139,12 @@ class AlpacaVenue(Venue):
             self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False, trust_env=False)
         if self.stream is not None:
             self.stream.start()
+
+    async def open_feed(self, feed: str, sink: TickSink) -> MarketFeed:
+        """One upstream connection for ``feed`` with the broker key (never the bot's)."""
+        if feed not in STREAM_FEEDS:
+            return await super().open_feed(feed, sink)
+        return alpaca_data_stream.AlpacaFeed(f"{self.market_stream_url}/{feed}", self._credentials, sink)
 
     async def close(self) -> None:
         if self.stream is not None:

@@ -34,8 +34,9 @@ from ..model import (
     VenueEvent,
     utcnow,
 )
-from ..ports import Watchlist
+from ..ports import STREAM_FEEDS, MarketFeed, TickSink, Watchlist
 from .base import TradingRules, Venue, VenueCapabilities
+from .paper_data_stream import PaperFeed
 from .paper_engine import PaperEngine
 from .paper_market import DEFAULT_PAPER_RULES, PAPER_CONFIGURATIONS, PAPER_RULES, PaperMarketData
 from .paper_prices import PricePath
@@ -104,6 +105,7 @@ class PaperVenue(PaperMarketData, Venue):
         self._countdowns: dict[str, asyncio.TimerHandle] = {}
         self._configurations: dict[str, Any] = dict(PAPER_CONFIGURATIONS)
         self._watchlists: dict[str, Watchlist] = {}
+        self._feeds: set[PaperFeed] = set()  # market data streams (paper_data_stream)
 
     def _on_engine_event(self, event: VenueEvent) -> None:
         self._publish(event)
@@ -128,6 +130,7 @@ class PaperVenue(PaperMarketData, Venue):
     async def set_prices(self, prices: Mapping[str, object]) -> None:
         self.engine.set_prices(prices)
         self._pinned.update(prices)
+        self._marks_moved(prices)
 
     async def _walk(self) -> None:
         since = utcnow()
@@ -143,6 +146,18 @@ class PaperVenue(PaperMarketData, Venue):
             changed = {s: m for s, m in moved.items() if m != self.engine.marks().get(s)}
             if changed:
                 self.engine.set_prices(changed)  # fills and triggers whatever the new prices reach
+                self._marks_moved(changed)
+
+    async def open_feed(self, feed: str, sink: TickSink) -> MarketFeed:
+        if feed not in STREAM_FEEDS:
+            return await super().open_feed(feed, sink)
+        opened = PaperFeed(self, feed, sink, self._feeds.discard)
+        self._feeds.add(opened)
+        return opened
+
+    def _marks_moved(self, symbols) -> None:
+        for feed in list(self._feeds):
+            feed.marks_moved(symbols)
 
     async def get_account(self) -> Account:
         return self.engine.get_account()

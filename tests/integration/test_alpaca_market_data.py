@@ -110,6 +110,13 @@ def clients(gw: RunningGateway):
     )
 
 
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_bars', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_trades', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_quotes', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_latest_trade', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_latest_quote', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_latest_bar', 'works')
+@pytest.mark.compat('alpaca-py StockHistoricalDataClient', 'get_stock_snapshot', 'works')
 async def test_stock_data_client(gateway):
     stocks, _, _ = clients(gateway)
     end = datetime.now(timezone.utc)
@@ -146,6 +153,20 @@ async def test_stock_data_client(gateway):
     assert snapshot["AAPL"].previous_daily_bar.timestamp < snapshot["AAPL"].daily_bar.timestamp
 
 
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_bars', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_trades', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_quotes', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_latest_trade', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_latest_quote', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_latest_bar', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_latest_orderbook', 'works')
+@pytest.mark.compat('alpaca-py CryptoHistoricalDataClient', 'get_crypto_snapshot', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_bars', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_trades', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_latest_trade', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_latest_quote', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_snapshot', 'works')
+@pytest.mark.compat('alpaca-py OptionHistoricalDataClient', 'get_option_chain', 'works')
 async def test_crypto_and_option_data_clients(gateway):
     _, crypto, options = clients(gateway)
     end = datetime.now(timezone.utc)
@@ -235,6 +256,24 @@ async def test_bad_data_requests_answer_in_alpacas_shape(gateway):
 # TradingClient's startup and reporting calls
 
 
+@pytest.mark.compat('alpaca-py TradingClient', 'get_all_assets', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_asset', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_calendar', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_account_configurations', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'set_account_configurations', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_portfolio_history', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'create_watchlist', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'add_asset_to_watchlist_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'remove_asset_from_watchlist_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'update_watchlist_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_watchlist_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_watchlists', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'delete_watchlist_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_option_contracts', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_option_contract', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'set_account_configurations', 'refused', why='a change that loosens a broker protection (no_shorting, dtbp_check, max_margin_multiplier, pdt_check, suspend_trade) is a policy decision')
+@pytest.mark.compat('alpaca-py TradingClient', 'exercise_options_position', 'refused', why='an exercise opens a stock position, an entry the order path must judge first')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_corporate_announcements', 'not served', why="the venues serve no corporate actions (404 in Alpaca's shape)")
 async def test_trading_client_startup_and_reporting_calls(gateway):
     tc = TradingClient(gateway.key_id, gateway.secret, paper=True, url_override=gateway.url)
     assets = await call(tc.get_all_assets, GetAssetsRequest(asset_class=AlpacaAssetClass.CRYPTO))

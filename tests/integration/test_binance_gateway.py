@@ -51,6 +51,18 @@ async def bot(gateway):
         await exchange.close()
 
 
+@pytest.mark.compat('ccxt binanceusdm', 'load_markets', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'create_order', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'cancel_order', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_balance', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_leverage', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_leverage_tiers', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_open_orders', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_order', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_positions', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_ticker', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'set_leverage', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'set_margin_mode', 'works')
 async def test_a_ccxt_bot_trades_through_the_gateway(gateway, bot, broker):
     assert BTC in bot.markets
     balance = await bot.fetch_balance()
@@ -93,6 +105,7 @@ async def test_a_ccxt_bot_trades_through_the_gateway(gateway, bot, broker):
     assert {o.get("orderId") or o.get("algoId") for o in upstream} >= {bought["id"], resting["id"], stop["id"]}
 
 
+@pytest.mark.compat('ccxt binanceusdm', 'set_leverage', 'refused', why="leverage above the policy's limit")
 async def test_leverage_above_the_policy_is_refused(bot, broker):
     with pytest.raises(ccxt.ExchangeError) as info:
         await bot.set_leverage(50, BTC)
@@ -102,6 +115,7 @@ async def test_leverage_above_the_policy_is_refused(bot, broker):
         assert (await direct.fetch_leverage(BTC))["longLeverage"] == 1  # the broker never heard of it
 
 
+@pytest.mark.compat('ccxt binanceusdm', 'create_order', 'refused', why="orders beyond the signed policy's limits are rejected with the rule's code")
 async def test_orders_beyond_the_policy_are_refused_with_the_rule(bot, broker):
     for amount in (0.1, 1):  # 6,000 and 60,000 notional on 100,000 equity
         with pytest.raises((ccxt.InsufficientFunds, ccxt.InvalidOrder)) as info:

@@ -69,6 +69,16 @@ def futures(gateway) -> bool:
     return gateway.gateway.options.venue == "ccxt"
 
 
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_ohlcv', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_order_book', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_trades', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_tickers', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_bids_asks', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_funding_rate', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_funding_rate_history', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_open_interest', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_my_trades', 'works')
+@pytest.mark.compat('ccxt binanceusdm', 'fetch_trading_fee', 'works')
 async def test_ccxt_binanceusdm_market_data(gateway, bot):
     symbol = gateway.symbol
     candles = await bot.fetch_ohlcv(symbol, "1m", limit=50)
@@ -115,6 +125,9 @@ async def test_ccxt_binanceusdm_market_data(gateway, bot):
     assert fee["maker"] == 0 and fee["taker"] == 0
 
 
+@pytest.mark.compat('ccxt binance (defaultType future)', 'load_markets', 'works')
+@pytest.mark.compat('ccxt binance (defaultType future)', 'fetch_ohlcv', 'works')
+@pytest.mark.compat('ccxt binance (defaultType future)', 'fetch_order_book', 'works')
 async def test_ccxt_binance_class_loads_markets_for_a_futures_bot(gateway):
     """freqtrade's exchange class: ccxt ``binance`` with defaultType future loads spot, linear and
     inverse markets (/api/v3, /fapi, /dapi exchangeInfo) and reads multiAssetsMargin."""
@@ -136,6 +149,23 @@ async def test_ccxt_binance_class_loads_markets_for_a_futures_bot(gateway):
         await exchange.close()
 
 
+@pytest.mark.compat('binance-futures-connector UMFutures', 'klines', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'continuous_klines', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'mark_price_klines', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'depth', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'trades', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'agg_trades', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'book_ticker', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'ticker_price', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'mark_price', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'funding_rate', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'open_interest', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'get_account_trades', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'get_income_history', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'get_multi_asset_mode', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'get_position_mode', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'get_position_risk', 'works')
+@pytest.mark.compat('binance-futures-connector UMFutures', 'commission_rate', 'works')
 async def test_binance_futures_connector(gateway):
     client = UMFutures(key=gateway.key_id, secret=gateway.secret, base_url=gateway.url)
     wire = gateway.wire

@@ -55,6 +55,20 @@ async def gateway(request, gateway_home):
         await running.gateway.stop()
 
 
+@pytest.mark.compat('alpaca-py TradingClient', 'get_account', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'submit_order', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'replace_order_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_order_by_client_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_order_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'cancel_order_by_id', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_orders', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_all_positions', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_open_position', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'close_position', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'cancel_orders', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'close_all_positions', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_clock', 'works')
+@pytest.mark.compat('alpaca-py TradingClient', 'get_asset', 'works')
 async def test_every_trading_client_call(gateway: RunningGateway):
     tc = client(gateway)
     account = await call(tc.get_account)
@@ -123,6 +137,7 @@ async def test_every_trading_client_call(gateway: RunningGateway):
     assert asset.symbol == "AAPL" and asset.tradable
 
 
+@pytest.mark.compat('alpaca-py TradingClient', 'submit_order', 'refused', why="orders beyond the signed policy's limits are rejected with the rule's code")
 async def test_three_percent_order_is_rejected_and_nothing_reaches_the_broker(upstream_gateway, paper_broker_process):
     tc = client(upstream_gateway)
     before = await paper_broker_process.orders()

@@ -3,6 +3,8 @@ through alpaca-py's TradingStream over a real socket."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import contextlib
 
@@ -54,6 +56,7 @@ async def ready(updates: asyncio.Queue, client: TradingClient) -> None:
         updates.get_nowait()
 
 
+@pytest.mark.compat('alpaca-py TradingStream', 'subscribe_trade_updates', 'works')
 async def test_each_bot_hears_its_own_orders_and_only_them(gateway_home):
     gw = await start_gateway(gateway_home, venue="paper")
     try:

@@ -87,7 +87,7 @@ class TradingControl:
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:  # missing, or a path through a file: read (as LOCKED) every time
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -103,5 +103,8 @@ class TradingControl:
             )
         except FileNotFoundError:
             return StateRecord(TradingState.LOCKED, f"state file {self.path.name} is missing", utcnow(), "gateway")
+        except OSError as exc:  # a directory, a path through a file, no permission: fail closed
+            why = type(exc).__name__
+            return StateRecord(TradingState.LOCKED, f"state file {self.path.name} cannot be read ({why})", utcnow(), "gateway")
         except (ValueError, KeyError, TypeError):
             return StateRecord(TradingState.LOCKED, f"state file {self.path.name} is unreadable", utcnow(), "gateway")

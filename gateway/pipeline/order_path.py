@@ -119,6 +119,7 @@ class OrderPath:
             monotonic=self.monotonic(),
             caller=caller,
             action=action,
+            reduce_only_enforced=self.capabilities.reduce_only,
         )
         if decision.allowed and not decision.reduces_only:
             refusal = self.refuse_entry(intent.symbol)

@@ -187,6 +187,7 @@ class RiskEngine:
         monotonic: float,
         caller: Caller | None = None,
         action: str = "submit",
+        reduce_only_enforced: bool = False,
     ) -> tuple[Decision, OrderIntent, Counted | None]:
         """Decide, and reserve when allowed. Returns the decision, the intent to forward
         (a copy when a rule clamped it or attached a stop) and the share of the book it now
@@ -201,6 +202,7 @@ class RiskEngine:
             monotonic=monotonic,
             caller=caller,
             action=action,
+            reduce_only_enforced=reduce_only_enforced,
         )
         if not decision.allowed or projection is None:
             return decision, final_intent, None
@@ -223,8 +225,11 @@ class RiskEngine:
         monotonic: float,
         caller: Caller | None = None,
         action: str = "submit",
+        reduce_only_enforced: bool = False,
     ) -> tuple[Decision, OrderIntent, Projection | None]:
-        """Decide without changing the book or the activity records."""
+        """Decide without changing the book or the activity records. ``reduce_only_enforced``:
+        the venue refuses a reduce-only order that would open a position (Binance), so such an
+        order within the position is an exit whatever else is open on its side."""
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {sorted(ACTIONS)}, not {action!r}")
         if policy is None:
@@ -235,6 +240,11 @@ class RiskEngine:
         assert price is not None
         compiled = self.compiled(policy.policy)
         projection = self._project(intent, price)
+        if reduce_only_enforced and intent.reduce_only and not projection.reduces_only:
+            position = self.portfolio.position(intent.symbol)
+            closable = position if intent.side.value == "sell" else -position
+            if 0 < projection.qty <= closable:
+                projection.reduces_only = True
         final = intent
         notes: list[str] = []
         if not projection.reduces_only:

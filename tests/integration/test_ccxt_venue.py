@@ -345,14 +345,7 @@ async def test_an_order_refusal_is_classified_by_what_the_exchange_said(venue, b
         (429, {"code": -1003, "msg": "Too many requests"}, RateLimited, "rate limiting the gateway"),
         (401, {"code": -2015, "msg": "Invalid API-key"}, UpstreamUnavailable, "credentials"),
         (400, {"code": -9999, "msg": "odd"}, UpstreamUnavailable, "answered with an error"),
-        pytest.param(
-            200, "<html>not json</html>", UpstreamUnavailable, "",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug (gateway/venues/ccxt.py get_account): a 200 answer that is not JSON reads "
-                "as an account with equity 0 instead of failing; remove this mark with the fix",
-            ),
-        ),
+        (200, "<html>not json</html>", UpstreamUnavailable, "could not be read"),
     ],
 )
 async def test_a_failed_read_is_unavailable_never_a_rejection(venue, broker, status, body, expected, fragment):

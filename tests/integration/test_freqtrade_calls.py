@@ -174,10 +174,6 @@ async def test_freqtrade_stoploss_on_exchange_fires(freqtrade_exchange, gateway,
         entry["clientOrderId"], stop["clientOrderId"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the book counts freqtrade's open reduce-only stop against the position's exit capacity, so its "
-    "reduce-only market exit is judged as a short entry (allowed, but recorded as an entry with a stop "
-    "attached); Binance reduce-only orders cannot open a position (gateway/risk/portfolio.py exit_capacity)"))
 async def test_freqtrade_exit_while_its_stop_is_open_is_an_exit(freqtrade_exchange, gateway):
     """freqtrade with stoploss on exchange leaves its stop open while it sells (it cancels the
     stop after the exit fills)."""

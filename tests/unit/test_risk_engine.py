@@ -242,3 +242,20 @@ def test_clamp_with_no_room_rejects():
     pol = policy(max_position_pct={"limit": 2, "on_violation": "clamp"})
     engine = RiskEngine(book([position(qty="20")]))
     assert decide(engine, buy(qty="5"), pol)[0].codes == ("max_position_pct",)
+
+
+def test_a_reduce_only_exit_is_an_exit_where_the_venue_enforces_reduce_only():
+    """freqtrade keeps its own reduce-only stop open while it sells: on Binance neither can open a
+    position, so the sell is an exit even though the stop already uses the exit capacity."""
+    engine = RiskEngine(book([position(qty="10")]))
+    stop = sell(qty="10", stop_price=D(90), reduce_only=True)
+    assert decide(engine, stop)[0].reduces_only  # (a market sell standing in for the resting stop)
+    exit_ = sell(qty="10", reduce_only=True)
+    assert not engine.decide(exit_, policy=policy(), state=TradingState.ACTIVE, price=D(100), now=NOW,
+                             monotonic=101.0)[0].reduces_only  # without enforcement: beyond the capacity
+    decision = engine.decide(exit_, policy=policy(), state=TradingState.ACTIVE, price=D(100), now=NOW,
+                             monotonic=101.0, reduce_only_enforced=True)[0]
+    assert decision.allowed and decision.reduces_only
+    too_big = sell(qty="11", reduce_only=True)  # more than the position is never "only reducing"
+    assert not engine.decide(too_big, policy=policy(), state=TradingState.ACTIVE, price=D(100), now=NOW,
+                             monotonic=101.0, reduce_only_enforced=True)[0].reduces_only

@@ -118,3 +118,17 @@ def test_a_pin_holds_even_when_the_file_cannot_be_written(tmp_path):
     home.write_text("a file where the state directory was")  # every write now fails
     pinned = control.pin(TradingState.LOCKED, "disk failed")
     assert control.state is TradingState.LOCKED and control.current is pinned
+
+
+def test_a_state_path_that_is_a_directory_or_under_a_file_reads_as_locked(tmp_path):
+    from gateway.control.state import TradingControl
+    from gateway.model import TradingState
+
+    directory = tmp_path / "state.json"
+    directory.mkdir()
+    record = TradingControl(directory).current
+    assert record.state is TradingState.LOCKED and "IsADirectoryError" in record.reason
+    a_file = tmp_path / "plain"
+    a_file.write_text("x")
+    record = TradingControl(a_file / "state.json").current
+    assert record.state is TradingState.LOCKED and "NotADirectoryError" in record.reason

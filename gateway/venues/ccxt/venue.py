@@ -206,6 +206,10 @@ class CcxtVenue(CcxtOrders, CcxtMarketData, Venue):
         )
         try:
             currency = self._settle_currency()
+            if currency not in balance.get("total", {}):
+                # An answer without the settlement currency is not an account of zero: it was
+                # not read (a 200 that is not JSON parses to an empty balance). Fail closed.
+                raise Garbage(f"no {currency} balance in the answer")
             total = num(balance.get("total", {}).get(currency)) or Decimal(0)
             free = num(balance.get("free", {}).get(currency)) or Decimal(0)
             used = num(balance.get("used", {}).get(currency)) or Decimal(0)

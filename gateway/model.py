@@ -198,6 +198,20 @@ class OrderIntent:
     activation_price: Decimal | None = None
 
 
+def describes(intent: OrderIntent, order: object) -> bool:
+    """``order`` (a venue's Order, or the ledger's record of one) is the order ``intent``
+    describes: a retry of it, not another order under the same client id."""
+    return (
+        getattr(order, "symbol", None) == intent.symbol
+        and getattr(order, "side", None) is intent.side
+        and getattr(order, "type", None) is intent.type
+        and getattr(order, "qty", None) == intent.qty
+        and getattr(order, "notional", None) == intent.notional
+        and getattr(order, "limit_price", None) == intent.limit_price
+        and getattr(order, "stop_price", None) == intent.stop_price
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OrderReplace:
     """A change to an open order (Alpaca PATCH). Unset fields keep the order's value."""

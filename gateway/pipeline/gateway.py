@@ -52,6 +52,7 @@ from ..model import (
     TimeInForce,
     TradingState,
     VenueEvent,
+    describes,
     Violation,
 )
 from ..ports import Backend, Venue
@@ -327,7 +328,7 @@ class RiskGateway(Backend):
     async def _repeat(self, existing: LedgerOrder, intent: OrderIntent) -> Order:
         """A client id the ledger already has: the same order again is answered with that
         order (a retry is safe); a different order is the venue's duplicate-id refusal."""
-        if not _same_order(existing, intent):
+        if not describes(intent, existing):
             raise OrderRejected("client_order_id must be unique")
         if existing.phase is Phase.UNCERTAIN:
             await self.resolver.check_now(existing)
@@ -617,18 +618,6 @@ class RiskGateway(Backend):
 
     def _audit_later(self, type: str, data: dict) -> None:
         self.orders.audit_later(type, None, data)
-
-
-def _same_order(order: LedgerOrder, intent: OrderIntent) -> bool:
-    return (
-        order.symbol == intent.symbol
-        and order.side is intent.side
-        and order.type is intent.type
-        and order.qty == intent.qty
-        and order.notional == intent.notional
-        and order.limit_price == intent.limit_price
-        and order.stop_price == intent.stop_price
-    )
 
 
 def _replacement_intent(old: LedgerOrder, change: OrderReplace) -> OrderIntent:

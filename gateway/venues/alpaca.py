@@ -42,6 +42,7 @@ from ..errors import (
     UpstreamUncertain,
 )
 from ..model import (
+    describes,
     Account,
     Asset,
     AssetClass,
@@ -314,7 +315,7 @@ class AlpacaVenue(Venue):
         # Always send a client order id: it is how an uncertain submit is resolved later.
         client_order_id = intent.client_order_id or str(uuid.uuid4())
         body = wire.intent_to_wire(intent, client_order_id)
-        return await self._send_order("POST", "/v2/orders", body, client_order_id, lambda o: _same_as(o, intent))
+        return await self._send_order("POST", "/v2/orders", body, client_order_id, lambda o: describes(intent, o))
 
     async def replace_order(self, order_id: str, change: OrderReplace) -> Order:
         client_order_id = change.client_order_id or str(uuid.uuid4())
@@ -573,17 +574,3 @@ def _decode_list(parse: Callable[[Any], Any], data: Any) -> list:
     if not isinstance(data, list):
         raise UpstreamUnavailable("the broker's answer could not be read (expected a list)")
     return [_decode(parse, item) for item in data]
-
-
-
-def _same_as(order: Order, intent: OrderIntent) -> bool:
-    """The venue's order is the one this intent describes (a retry that did arrive)."""
-    return (
-        order.symbol == intent.symbol
-        and order.side is intent.side
-        and order.type is intent.type
-        and order.qty == intent.qty
-        and order.notional == intent.notional
-        and order.limit_price == intent.limit_price
-        and order.stop_price == intent.stop_price
-    )

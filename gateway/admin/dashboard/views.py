@@ -177,4 +177,5 @@ def venue_view(gateway: "Gateway") -> dict:
         "reconciles": pipeline.reconciler.runs,
         "last_reconcile_error": pipeline.last_reconcile_error,
         "uncertain_orders": sum(1 for o in ledger.open_orders() if o.phase is Phase.UNCERTAIN),
+        "budget": pipeline.budget.snapshot(),
     }

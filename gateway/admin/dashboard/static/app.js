@@ -133,7 +133,9 @@ async function loadOverview() {
     ["last checkpoint", o.audit.last_checkpoint ? "#" + o.audit.last_checkpoint.seq + " at " + o.audit.last_checkpoint.ts : "none"]]);
   dl($("venue"), [["venue", o.venue.name], ["stream", o.venue.stream],
     ["last reconcile", o.venue.last_reconcile_ago_s === null ? "never" : o.venue.last_reconcile_ago_s + " s ago"],
-    ["reconcile error", o.venue.last_reconcile_error], ["uncertain orders", o.venue.uncertain_orders]]);
+    ["reconcile error", o.venue.last_reconcile_error], ["uncertain orders", o.venue.uncertain_orders],
+    ["upstream requests, last minute", o.venue.budget.limit_per_min === null ? o.venue.budget.used_last_min
+      : o.venue.budget.used_last_min + " of " + o.venue.budget.limit_per_min + " (bot reads refused: " + o.venue.budget.refused_reads + ")"]]);
   setOptions($("filter-bot"), o.bots.map((b) => b.key_id));
   setOptions($("filter-code"), o.codes);
   const stamp = Date.now();

@@ -136,6 +136,7 @@ def cmd_serve(args) -> int:
         host=host,
         port=port,
         paper_equity=args.paper_equity,
+        paper_walk_s=args.paper_walk,
         operator_listen=args.operator_listen,
         sandbox=args.sandbox,
     )
@@ -169,6 +170,7 @@ def cmd_paper_broker(args) -> int:
                 dialect=args.dialect,
                 rate_limit=args.rate_limit,
                 lenient=args.lenient,
+                walk_s=args.walk,
             )
         )
     except KeyboardInterrupt:
@@ -698,6 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-url")
     p.add_argument("--exchange", default="binanceusdm")
     p.add_argument("--paper-equity", type=_decimal, default=Decimal("100000"))
+    p.add_argument(
+        "--paper-walk", type=float, metavar="SECONDS",
+        help="embedded paper venue: move every mark along its seeded price path this often (off by default)",
+    )
     p.add_argument("--operator-listen", type=_listen, help="also serve the operator API on TCP (needs the operator token)")
     p.add_argument("--sandbox", action="store_true", help="ccxt venue: the exchange's sandbox / demo environment")
     p.set_defaults(func=cmd_serve)
@@ -713,6 +719,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_rate_limit,
         metavar="N/min",
         help="answer 429 beyond N requests a minute (Binance: N request weight), as the broker does; off by default",
+    )
+    p.add_argument(
+        "--walk", type=float, metavar="SECONDS",
+        help="move every mark along its seeded price path this often (off by default; /_paper/prices pins one)",
     )
     p.add_argument(
         "--lenient",

@@ -228,6 +228,7 @@ async def run_paper_broker(
     dialect: str = "alpaca",
     rate_limit: int | None = None,
     lenient: bool = False,
+    walk_s: float | None = None,
 ) -> None:
     """Serve a paper broker on host:port until cancelled. The Alpaca dialect refuses what Alpaca
     refuses (held quantities, crypto and fractional order shapes; see ``PaperEngine``) unless
@@ -235,10 +236,10 @@ async def run_paper_broker(
     if dialect not in SUPPORTED_DIALECTS:
         raise ValueError(f"paper broker dialect {dialect!r} is not supported yet; supported: {', '.join(SUPPORTED_DIALECTS)}")
     if dialect == "binance-futures":
-        venue = PaperVenue(starting_equity=equity, seed_marks=True, futures=True)
+        venue = PaperVenue(starting_equity=equity, seed_marks=True, futures=True, walk_every_s=walk_s)
         app = build_binance_paper_broker_app(venue, key_id=key_id, secret=secret, rate_limit=rate_limit)
     else:
-        venue = PaperVenue(starting_equity=equity, alpaca_rules=not lenient)
+        venue = PaperVenue(starting_equity=equity, alpaca_rules=not lenient, walk_every_s=walk_s)
         app = build_paper_broker_app(venue, key_id=key_id, secret=secret, rate_limit=rate_limit)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

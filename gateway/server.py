@@ -63,6 +63,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8700
     paper_equity: Decimal = Decimal("100000")
+    paper_walk_s: float | None = None  # the embedded venue's marks follow a seeded price path
     reconcile_interval_s: float = 2.0
     max_snapshot_age_s: float = 15.0
     # Optional TCP listener for the operator plane (HOST, PORT); requires the operator token.
@@ -224,7 +225,8 @@ class Gateway:
             from .venues.paper import PaperVenue
             from .venues.paper_engine import PaperEngine
 
-            return PaperVenue(PaperEngine(starting_equity=self.options.paper_equity, seed_marks=True))
+            engine = PaperEngine(starting_equity=self.options.paper_equity, seed_marks=True)
+            return PaperVenue(engine, walk_every_s=self.options.paper_walk_s)
         if name == "alpaca":
             from .venues.alpaca import AlpacaVenue
 

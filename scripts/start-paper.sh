@@ -25,4 +25,5 @@ print(f"bot key id:  {creds['bot_key_id']}")
 print(f"bot secret:  {creds['bot_secret']}")
 PY
 fi
-exec .venv/bin/gatewayctl serve --home "$HOME_DIR" --listen "$LISTEN" --venue paper
+# Prices move along a seeded path every second, so a bot sees markets move and orders fill.
+exec .venv/bin/gatewayctl serve --home "$HOME_DIR" --listen "$LISTEN" --venue paper --paper-walk 1

@@ -108,3 +108,17 @@ async def test_a_credential_limited_to_crypto_cannot_close_a_stock_position(gate
         assert gw.gateway.portfolio.position("AAPL") == 4
     finally:
         await gw.gateway.stop()
+
+
+async def test_with_a_price_walk_the_embedded_venue_moves_its_marks(gateway_home):
+    """`serve --paper-walk` (what the quickstart uses): a bot sees prices move on their own."""
+    gw = await start_gateway(gateway_home, venue="paper", paper_walk_s=0.05)
+    try:
+        engine = gw.gateway.venue.engine
+        first = engine.marks()["BTC/USD"]  # a finer tick than a stock's cent: it shows a move soonest
+        deadline = asyncio.get_running_loop().time() + 20
+        while engine.marks()["BTC/USD"] == first:
+            assert asyncio.get_running_loop().time() < deadline, "the mark never moved"
+            await asyncio.sleep(0.05)
+    finally:
+        await gw.gateway.stop()
